@@ -1,0 +1,46 @@
+# Two commands from a fresh clone: `make run` and `make test`. Everything else builds on `setup`.
+PY      ?= python3.11
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+# Where Numba keeps compiled kernels between runs (ignored by git).
+export NUMBA_CACHE_DIR := $(CURDIR)/.numba_cache
+
+.PHONY: setup run test test-slow check lint format bench clean
+
+setup: $(STAMP)
+
+# Idempotent: re-runs only when pyproject.toml changes. torch first and pinned, so pip never
+# resolves a CUDA build.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	@touch $(STAMP)
+
+run: setup
+	$(BIN)/impala-hybrid eval --policy all --episodes 2 --num-envs 32 --seed 0
+
+test: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+check: lint test
+
+bench: setup
+	$(BIN)/python -m benchmarks.run --out docs/benchmarks.md
+
+clean:
+	rm -rf $(VENV) .numba_cache .pytest_cache .mypy_cache .ruff_cache

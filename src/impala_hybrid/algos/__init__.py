@@ -1,0 +1,1 @@
+"""Learning algorithms: each has config.py, learner.py (no processes) and actor.py."""

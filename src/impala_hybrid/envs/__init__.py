@@ -1,0 +1,1 @@
+"""The UAV emergency-response service network simulator and its Gymnasium faces."""

@@ -1,0 +1,1 @@
+"""Deterministic evaluation rollouts on fixed seeds, metrics and reports."""

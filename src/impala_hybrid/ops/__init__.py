@@ -1,0 +1,1 @@
+"""Pure math: no config objects, no I/O, time-major tensors ``[T, B, ...]``."""

@@ -1,0 +1,1 @@
+"""Runtimes that only move data between actors and learners: serial, local processes, Ray."""
