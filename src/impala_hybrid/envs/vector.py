@@ -1,0 +1,194 @@
+"""``UAVNetVectorEnv``: a native batched ``gymnasium.vector.VectorEnv`` (one kernel call a step).
+
+``gymnasium.make_vec("impala_hybrid/UAVNet-v0", num_envs=N)`` returns this class, not N
+copies stepped in a Python loop. It follows the Gymnasium 1.x vector API:
+
+* ``single_observation_space`` / ``single_action_space`` and their batched versions;
+* separate ``terminations`` (only with the optional collapse termination) and
+  ``truncations`` (the time limit: a learner must bootstrap there);
+* autoreset in Gymnasium's ``NEXT_STEP`` mode (default: the step after an episode ends
+  returns the reset observation with reward 0) or ``SAME_STEP`` (the reset observation is
+  returned in the same step and the last observation of the finished episode is in
+  ``infos["final_obs"]``, the mode IMPALA actors use so no step is wasted) or ``DISABLED``;
+* infos as a dict of arrays with ``_key`` masks: ``vector_reward [N, 6]`` every step
+  (MO-Gymnasium's key) and ``episode`` (per-episode statistics) when episodes end.
+
+Unlike Gymnasium's ``SyncVectorEnv`` (an object array of per-env observations),
+``infos["final_obs"]`` here is a dense ``[N, 29]`` array whose rows are valid where
+``infos["_final_obs"]`` is True; indexing one row works the same in both.
+
+``reward_mode="vector"`` returns the ``[N, 6]`` vector reward from ``step`` (MO-Gymnasium's
+convention) instead of the scalarised one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from impala_hybrid.envs.config import (
+    N_INTENSITY,
+    N_OBJECTIVES,
+    N_TRANSFER,
+    OBS_DIM,
+    UAVNetConfig,
+)
+from impala_hybrid.envs.sim import UAVNetSim, parse_actions
+
+REWARD_MODES = ("scalar", "vector")
+
+
+def make_spaces() -> tuple[gym.spaces.Box, gym.spaces.Dict, gym.spaces.Box]:
+    """Single observation, action and reward spaces of the UAV env."""
+    obs = gym.spaces.Box(0.0, 1.0, (OBS_DIM,), np.float32)
+    act = gym.spaces.Dict(
+        {
+            "transfer": gym.spaces.Discrete(N_TRANSFER),
+            "intensity": gym.spaces.Box(0.0, 1.0, (N_INTENSITY,), np.float32),
+        }
+    )
+    inf = np.inf
+    # Objective bounds known analytically; others are open (goodput, latency, emergency).
+    low = np.array([0.0, -inf, -inf, -inf, -0.75, -inf], np.float32)
+    high = np.array([inf, 0.0, inf, 0.0, 0.0, 0.0], np.float32)
+    reward = gym.spaces.Box(low, high, (N_OBJECTIVES,), np.float32)
+    return obs, act, reward
+
+
+def resolve_config(config: UAVNetConfig | None, overrides: dict[str, Any]) -> UAVNetConfig:
+    """A config from an optional base plus field overrides (``make(..., dt=0.05)``)."""
+    base = config if config is not None else UAVNetConfig()
+    if not isinstance(base, UAVNetConfig):
+        raise TypeError(f"config must be a UAVNetConfig, got {type(base)!r}")
+    if not overrides:
+        return base
+    known = set(UAVNetConfig.__dataclass_fields__)
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise TypeError(f"unknown UAVNetConfig field(s) {unknown}; known fields: {sorted(known)}")
+    return base.replace(**overrides)
+
+
+class UAVNetVectorEnv(VectorEnv):
+    """Batched UAV emergency-response network; see the module docstring."""
+
+    metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        config: UAVNetConfig | None = None,
+        *,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+        reward_mode: str = "scalar",
+        copy: bool = True,
+        **overrides: Any,
+    ) -> None:
+        self.config = resolve_config(config, overrides)
+        if reward_mode not in REWARD_MODES:
+            raise ValueError(
+                f"reward_mode = {reward_mode!r} is invalid: must be one of {REWARD_MODES}"
+            )
+        self.autoreset_mode = AutoresetMode(autoreset_mode)
+        self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
+        self.reward_mode = reward_mode
+        self.copy = copy
+        self.sim = UAVNetSim(self.config, num_envs)
+        self.num_envs = self.sim.num_envs
+        obs_space, act_space, rew_space = make_spaces()
+        self.single_observation_space = obs_space
+        self.single_action_space = act_space
+        self.observation_space = batch_space(obs_space, self.num_envs)
+        self.action_space = batch_space(act_space, self.num_envs)
+        self.reward_space = rew_space
+        self.render_mode = None
+        self._needs_reset = np.zeros(self.num_envs, np.bool_)
+        self._seeded = False
+
+    @property
+    def state(self) -> Any:
+        """The simulator state arrays (read them; heuristics and tests use this)."""
+        return self.sim.state
+
+    def reset(
+        self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Reset all (or ``options["reset_mask"]``) environments.
+
+        ``seed``: an int gives environment i the seed ``seed + i`` (Gymnasium's convention),
+        a list gives one seed each. Without a seed, a first reset draws seeds from entropy
+        and later resets continue each environment's streams.
+        """
+        super().reset(seed=seed if isinstance(seed, int | np.integer) else None)
+        mask = np.ones(self.num_envs, np.bool_)
+        if options is not None and "reset_mask" in options:
+            mask = np.asarray(options["reset_mask"], np.bool_)
+            if mask.shape != (self.num_envs,):
+                raise ValueError(
+                    f"options['reset_mask'] has shape {mask.shape}, expected ({self.num_envs},)"
+                )
+        seeds: np.ndarray | None = None
+        if seed is not None:
+            if isinstance(seed, int | np.integer):
+                seeds = int(seed) + np.arange(self.num_envs)
+            else:
+                seeds = np.asarray(seed, np.int64)
+                if seeds.shape != (self.num_envs,):
+                    raise ValueError(f"seed list has {seeds.size} seeds for {self.num_envs} envs")
+        elif not self._seeded:
+            seeds = (
+                np.random.SeedSequence().generate_state(self.num_envs, np.uint64).astype(np.int64)
+            )
+        if seeds is not None:
+            self.sim.seed(seeds, mask)
+            self._seeded = True
+        obs = self.sim.reset(mask)
+        self._needs_reset[mask] = False
+        return self._out(obs), {}
+
+    def step(
+        self, actions: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        sim = self.sim
+        transfer, intensity = parse_actions(actions, self.num_envs)
+        infos: dict[str, Any] = {}
+        resetting = self._needs_reset.any()
+        if resetting:  # NEXT_STEP: these environments reset instead of stepping
+            mask = self._needs_reset.copy()
+            sim.step(transfer, intensity, active=~mask)
+            sim.reset(mask)
+            sim.reward[mask] = 0.0
+            sim.reward_vec[mask] = 0.0
+            sim.terminated[mask] = False
+            sim.truncated[mask] = False
+            self._needs_reset[:] = False
+        else:
+            sim.step(transfer, intensity)
+        infos["vector_reward"] = self._out(sim.reward_vec)
+        done = sim.terminated | sim.truncated
+        if done.any():
+            infos["episode"] = sim.episode_stats(done)
+            infos["_episode"] = done.copy()
+            if self.autoreset_mode == AutoresetMode.SAME_STEP:
+                final = np.zeros_like(sim.obs)
+                final[done] = sim.obs[done]
+                infos["final_obs"] = final
+                infos["_final_obs"] = done.copy()
+                sim.reset(done)
+            elif self.autoreset_mode == AutoresetMode.NEXT_STEP:
+                self._needs_reset = done
+        reward = sim.reward_vec if self.reward_mode == "vector" else sim.reward
+        return (
+            self._out(sim.obs),
+            self._out(reward),
+            self._out(sim.terminated),
+            self._out(sim.truncated),
+            infos,
+        )
+
+    def _out(self, x: np.ndarray) -> np.ndarray:
+        return x.copy() if self.copy else x
