@@ -28,6 +28,7 @@ N_OBJECTIVES = 6
 OBS_DIM = 29
 N_TRANSFER = 6  # 0 none, 1..4 move L_k's emergencies to H, 5 move H's emergencies to cloud
 N_INTENSITY = 6  # u for L1..L4, u for H, routine spill intensity nu
+MAX_AGE_BINS = 10_000  # bounds memory per env: expiry / dt may not exceed this
 OBJECTIVE_NAMES = ("goodput", "latency", "emergency", "energy", "fairness", "stability")
 CLASS_NAMES = ("emergency", "routine")
 
@@ -39,7 +40,6 @@ class UAVNetConfig:
     # --- time ---
     dt: float = spec(0.1, "step length in seconds", lo=0.0, lo_open=True, hi=1.0)
     episode_steps: int = spec(1000, "steps per episode, ended by truncation", lo=1)
-    n_age_bins: int = spec(40, "age bins per queue, each one step long", lo=2, hi=1000)
     buffer: int = spec(400, "task buffer per node; overflow is dropped, routine first", lo=1)
     # --- task classes ---
     deadline_emergency: float = spec(0.5, "emergency deadline, seconds", lo=0.0, lo_open=True)
@@ -91,7 +91,17 @@ class UAVNetConfig:
     # --- observation ---
     arrival_ewma: float = spec(0.9, "EWMA factor of the observed arrival rate", lo=0.0, hi=1.0)
     # --- objectives and scalarisation ---
-    cvar_alpha: float = spec(0.95, "tail level of the latency CVaR surrogate", lo=0.0, hi=1.0)
+    n_ref: float | None = spec(
+        None, "reward normaliser N_ref, tasks/step (null: long-run mean offered load)",
+        lo=0.0, lo_open=True,
+    )  # fmt: skip
+    e_ref: float | None = spec(
+        None, "reward normaliser E_ref, emergencies/step (null: long-run mean)",
+        lo=0.0, lo_open=True,
+    )  # fmt: skip
+    cvar_alpha: float = spec(
+        0.95, "tail level of the latency CVaR surrogate", lo=0.0, hi=1.0, hi_open=True
+    )
     drop_penalty: float = spec(4.0, "latency charged per dropped task, s", lo=0.0)
     weights: tuple[float, ...] = spec(
         (0.25, 0.25, 0.25, 0.10, 0.075, 0.075),
@@ -116,16 +126,28 @@ class UAVNetConfig:
 
         for cls, expiry in (("emergency", self.expiry_emergency), ("routine", self.expiry_routine)):
             steps = round(expiry / self.dt)
-            if not 1 <= steps <= self.n_age_bins:
+            if not 1 <= steps <= MAX_AGE_BINS:
                 raise ConfigError(
                     f"UAVNetConfig.expiry_{cls} = {expiry!r} is invalid: with dt = {self.dt} it "
-                    "must lie in [dt, n_age_bins * dt] = "
-                    f"[{self.dt:g}, {self.n_age_bins * self.dt:g}]"
+                    f"must lie in [dt, {MAX_AGE_BINS} dt] = "
+                    f"[{self.dt:g}, {MAX_AGE_BINS * self.dt:g}]"
                 )
         if sum(self.weights) <= 0:
             raise ConfigError(
                 f"UAVNetConfig.weights = {self.weights!r} is invalid: sum must be > 0"
             )
+        d = self.derived()
+        for name, value in (("n_ref", d.n_ref), ("e_ref", d.e_ref)):
+            if value <= 0.0:
+                raise ConfigError(
+                    f"UAVNetConfig.{name} = None is invalid here: the arrival rates give a "
+                    f"long-run mean of {value:g} per step; set {name} to a positive number"
+                )
+
+    @property
+    def n_age_bins(self) -> int:
+        """Age bins per queue (one step each): enough for the longest-lived class."""
+        return max(round(self.expiry_emergency / self.dt), round(self.expiry_routine / self.dt))
 
     def replace(self, **changes: object) -> UAVNetConfig:
         """A copy with some fields changed (validated again)."""
@@ -178,8 +200,10 @@ def _derive(c: UAVNetConfig) -> Derived:
     e_rate = c.emergency_rate_calm * (1 - incident_fraction) + (
         c.emergency_rate_incident * incident_fraction
     )
-    e_ref = N_ZONES * e_rate * dt
-    n_ref = sum(c.routine_base_rates) * dt + e_ref  # the sine wave averages to zero
+    e_ref_mean = N_ZONES * e_rate * dt
+    n_ref_mean = sum(c.routine_base_rates) * dt + e_ref_mean  # the sine wave averages to zero
+    n_ref = c.n_ref if c.n_ref is not None else n_ref_mean
+    e_ref = c.e_ref if c.e_ref is not None else e_ref_mean
 
     ages = np.arange(c.n_age_bins, dtype=np.float64)
     offsets = np.array([c.offset_l, c.offset_h, c.offset_cloud_good, c.offset_cloud_bad])

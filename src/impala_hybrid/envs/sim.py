@@ -70,7 +70,7 @@ def parse_actions(action: Any, num_envs: int) -> tuple[np.ndarray, np.ndarray]:
         if not np.all(integral):
             bad_b = int(np.flatnonzero(~np.asarray(integral) | np.zeros(tr.shape, bool))[0])
             raise ActionError(
-                f"action['transfer'][{bad_b}] = {tr[bad_b]!r} is invalid: "
+                f"action['transfer'][{bad_b}] = {tr[bad_b].item()!r} is invalid: "
                 "must be an integer in [0, 5]"
             )
     if it.dtype.kind not in "fiu":
@@ -122,12 +122,12 @@ class UAVNetSim:
         code, b, k = core.check_actions(transfer, intensity)
         if code == core.ACT_BAD_TRANSFER:
             raise ActionError(
-                f"action['transfer'][{b}] = {transfer[b]!r} is out of range: "
+                f"action['transfer'][{b}] = {transfer[b].item()!r} is out of range: "
                 f"must be an integer in [0, {N_TRANSFER - 1}]"
             )
         if code == core.ACT_BAD_INTENSITY:
             raise ActionError(
-                f"action['intensity'][{b}, {k}] = {intensity[b, k]!r} is out of range: "
+                f"action['intensity'][{b}, {k}] = {intensity[b, k].item()!r} is out of range: "
                 "must be a finite number in [0, 1] (actions are never clipped silently)"
             )
         s = self.state
@@ -166,7 +166,7 @@ class UAVNetSim:
         for c, cname in enumerate(CLASS_NAMES):
             h = hist[:, c].reshape(len(idx), -1)
             qv = latency_quantiles(h, self._lat_cells[c], (0.5, 0.95, 0.99))
-            cv = latency_cvar(h, self._lat_cells[c], alpha) if alpha < 1.0 else qv[:, 2]
+            cv = latency_cvar(h, self._lat_cells[c], alpha)
             for key, vals in (
                 (f"latency_p50_{cname}", qv[:, 0]),
                 (f"latency_p95_{cname}", qv[:, 1]),
