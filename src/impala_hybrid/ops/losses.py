@@ -1,0 +1,115 @@
+"""IMPALA actor-critic losses (Espeholt et al. 2018, Section 4.2) on time-major tensors.
+
+The three gradient directions of Section 4.2, written as losses to *minimise*:
+
+* value: ``(v_s - V(x_s)) grad V(x_s)``       -> ``baseline_loss = 0.5 (v_s - V(x_s))^2``
+* policy: ``rho_s grad log pi(a_s|x_s) A_s``  -> ``policy_gradient_loss = -log pi(a_s|x_s) A_s``
+  (``A_s`` = V-trace ``pg_advantages``, which already contain ``rho_s``)
+* entropy bonus: ``-grad sum_a pi log pi``    -> ``entropy_loss = -H(pi(.|x_s))``
+
+Targets are constants: ``advantages`` and ``vs`` are detached inside, so the gradient reaches only
+``log_probs``, ``values`` and ``entropy`` whatever the caller passes.
+
+Reduction: every loss is the **mean over valid ``(t, b)`` entries** of a per-step term; trailing
+axes beyond ``[T, B]`` (the objectives ``K`` of a vector critic) are **summed** in that term.
+TorchBeast sums over time and batch, which ties the gradient scale (and so the learning rate and
+the loss coefficients) to the unroll length and batch size; a mean is invariant to both, so one
+set of coefficients survives changes of ``T``/``B``. Summing over ``K`` gives each objective's
+value head the same gradient scale it would have as a scalar critic, independent of ``K``.
+
+``mask`` (``[T, B]``, bool or float weights, 1 = valid) drops padded or invalid steps: the mean is
+``sum(mask * term) / sum(mask)``, and 0 (with a graph) if nothing is valid. Masked-out entries
+are zeroed in the inputs before any arithmetic, so inf/NaN there (e.g. padding) reaches neither
+the loss nor the gradient.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["baseline_loss", "entropy_loss", "policy_gradient_loss"]
+
+
+def _zero_invalid(x: Tensor, mask: Tensor | None) -> Tensor:
+    """Replace masked-out ``(t, b)`` entries of an input by 0 before any arithmetic, so that
+    inf/NaN padding there can produce neither a NaN loss nor a NaN gradient."""
+    if mask is None:
+        return x
+    if x.dim() < 2 or mask.shape != x.shape[:2]:
+        raise ValueError(f"mask shape {tuple(mask.shape)} must be [T, B] of {tuple(x.shape)}")
+    valid = mask != 0
+    while valid.dim() < x.dim():
+        valid = valid.unsqueeze(-1)
+    return torch.where(valid, x, torch.zeros_like(x))
+
+
+def _masked_mean(per_step: Tensor, mask: Tensor | None) -> Tensor:
+    """Mean of a ``[T, B, *K]`` term over valid ``(t, b)``, summed over trailing axes."""
+    if per_step.dim() < 2:
+        raise ValueError(f"expected time-major [T, B, ...], got shape {tuple(per_step.shape)}")
+    term = per_step.flatten(start_dim=2).sum(dim=-1) if per_step.dim() > 2 else per_step
+    if mask is None:
+        return term.mean()
+    if mask.shape != term.shape:
+        raise ValueError(f"mask shape {tuple(mask.shape)} must be [T, B]={tuple(term.shape)}")
+    weights = mask.to(term.dtype)
+    total = weights.sum()
+    return (term * weights).sum() / torch.where(total > 0, total, torch.ones_like(total))
+
+
+def _check_same_shape(a_name: str, a: Tensor, b_name: str, b: Tensor) -> None:
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{a_name} shape {tuple(a.shape)} must equal {b_name} shape {tuple(b.shape)}"
+        )
+
+
+def policy_gradient_loss(
+    log_probs: Tensor, advantages: Tensor, mask: Tensor | None = None
+) -> Tensor:
+    """``mean_valid(-log pi(a_t|x_t) * A_t)``, ``A_t`` detached.
+
+    Args:
+      log_probs: ``[T, B]`` log-probability of the taken (joint) action under the learner policy;
+        for a hybrid action, the sum of the components' log-probabilities.
+      advantages: ``[T, B]``, e.g. V-trace ``pg_advantages`` (scalarised if from a vector critic).
+      mask: optional ``[T, B]``.
+
+    Returns:
+      Scalar loss.
+    """
+    _check_same_shape("log_probs", log_probs, "advantages", advantages)
+    log_probs = _zero_invalid(log_probs, mask)
+    advantages = _zero_invalid(advantages.detach(), mask)
+    return _masked_mean(-log_probs * advantages, mask)
+
+
+def baseline_loss(vs: Tensor, values: Tensor, mask: Tensor | None = None) -> Tensor:
+    """``mean_valid(0.5 * sum_k (v_t - V(x_t))^2)``, ``vs`` detached.
+
+    Args:
+      vs: ``[T, B]`` or ``[T, B, K]`` value targets (e.g. V-trace ``vs``).
+      values: same shape, critic outputs ``V(x_t)``.
+      mask: optional ``[T, B]``.
+
+    Returns:
+      Scalar loss; its gradient w.r.t. ``values[t, b]`` is ``-(v - V) / n_valid``.
+    """
+    _check_same_shape("vs", vs, "values", values)
+    vs, values = _zero_invalid(vs.detach(), mask), _zero_invalid(values, mask)
+    return _masked_mean(0.5 * (vs - values) ** 2, mask)
+
+
+def entropy_loss(entropy: Tensor, mask: Tensor | None = None) -> Tensor:
+    """``mean_valid(-H_t)``: negative entropy, minimised to *raise* the entropy.
+
+    Args:
+      entropy: ``[T, B]`` entropy of the learner policy at ``x_t`` (for a hybrid policy with
+        independent components, the sum of the components' entropies).
+      mask: optional ``[T, B]``.
+
+    Returns:
+      Scalar loss.
+    """
+    return _masked_mean(-_zero_invalid(entropy, mask), mask)

@@ -1,0 +1,111 @@
+"""Actor-critic losses: hand-computed values, where the gradient goes, masking and reduction."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import Tensor
+
+from impala_hybrid.ops.losses import baseline_loss, entropy_loss, policy_gradient_loss
+
+F64 = torch.float64
+
+
+def _t(x: list[list[float]] | list[list[list[float]]], grad: bool = False) -> Tensor:
+    return torch.tensor(x, dtype=F64, requires_grad=grad)
+
+
+def test_policy_gradient_loss_hand_computed_and_gradient() -> None:
+    log_probs = _t([[-1.0, -2.0], [-0.5, -1.0]], grad=True)
+    advantages = _t([[1.0, 2.0], [3.0, -1.0]], grad=True)
+    loss = policy_gradient_loss(log_probs, advantages)
+    # -(-1*1 - 2*2 - 0.5*3 + 1*1) / 4 = 5.5 / 4
+    torch.testing.assert_close(loss, torch.tensor(1.375, dtype=F64))
+    loss.backward()
+    assert log_probs.grad is not None
+    torch.testing.assert_close(log_probs.grad, -advantages.detach() / 4)
+    assert advantages.grad is None  # advantages are detached inside
+
+
+def test_baseline_loss_hand_computed_and_gradient() -> None:
+    vs = _t([[1.0, 2.0]], grad=True)
+    values = _t([[0.0, 4.0]], grad=True)
+    loss = baseline_loss(vs, values)
+    torch.testing.assert_close(loss, torch.tensor(0.5 * (1.0 + 4.0) / 2, dtype=F64))
+    loss.backward()
+    assert values.grad is not None
+    torch.testing.assert_close(values.grad, _t([[-0.5, 1.0]]))  # -(vs - V) / n
+    assert vs.grad is None  # targets are detached inside
+
+
+def test_baseline_loss_vector_critic_sums_objectives() -> None:
+    vs = _t([[[1.0, 0.0, 2.0]], [[0.0, 0.0, 0.0]]])  # [T=2, B=1, K=3]
+    values = torch.zeros_like(vs)
+    # per step: 0.5 * (1 + 0 + 4) = 2.5 and 0; mean over (t, b) = 1.25
+    torch.testing.assert_close(baseline_loss(vs, values), torch.tensor(1.25, dtype=F64))
+
+
+def test_entropy_loss_is_negative_mean_entropy() -> None:
+    entropy = _t([[1.0, 2.0], [3.0, 6.0]], grad=True)
+    loss = entropy_loss(entropy)
+    torch.testing.assert_close(loss, torch.tensor(-3.0, dtype=F64))
+    loss.backward()
+    assert entropy.grad is not None
+    torch.testing.assert_close(entropy.grad, torch.full_like(entropy, -0.25))
+
+
+def test_mask_excludes_invalid_steps() -> None:
+    log_probs = _t([[-1.0, -2.0], [-0.5, -1.0]], grad=True)
+    advantages = _t([[1.0, 2.0], [3.0, -1.0]])
+    mask = torch.tensor([[True, False], [True, True]])
+    loss = policy_gradient_loss(log_probs, advantages, mask)
+    # -(-1 - 1.5 + 1) / 3 = 0.5
+    torch.testing.assert_close(loss, torch.tensor(0.5, dtype=F64))
+    loss.backward()
+    assert log_probs.grad is not None
+    assert log_probs.grad[0, 1] == 0.0
+    # Garbage in masked entries does not leak in.
+    bad_lp, bad_adv = log_probs.detach().clone().requires_grad_(), advantages.clone()
+    bad_adv[0, 1] = float("inf")
+    bad_loss = policy_gradient_loss(bad_lp, bad_adv, mask)
+    torch.testing.assert_close(bad_loss, loss.detach())
+    bad_loss.backward()
+    assert bad_lp.grad is not None
+    torch.testing.assert_close(bad_lp.grad, log_probs.grad)
+    # Float mask == bool mask.
+    torch.testing.assert_close(entropy_loss(log_probs, mask.to(F64)), entropy_loss(log_probs, mask))
+
+
+def test_all_masked_gives_zero_with_zero_gradient() -> None:
+    values = _t([[1.0, 2.0]], grad=True)
+    mask = torch.zeros(1, 2, dtype=torch.bool)
+    loss = baseline_loss(_t([[0.0, 0.0]]), values, mask)
+    assert loss.item() == 0.0
+    loss.backward()
+    assert values.grad is not None
+    torch.testing.assert_close(values.grad, torch.zeros_like(values))
+
+
+@pytest.mark.parametrize("reps", [(1, 3), (4, 1), (2, 5)])
+def test_mean_reduction_is_invariant_to_repeating_time_and_batch(reps: tuple[int, int]) -> None:
+    g = torch.Generator().manual_seed(0)
+    lp, adv, ent = (torch.randn(3, 2, generator=g, dtype=F64) for _ in range(3))
+    vs, v = (torch.randn(3, 2, 4, generator=g, dtype=F64) for _ in range(2))
+    torch.testing.assert_close(
+        policy_gradient_loss(lp.repeat(*reps), adv.repeat(*reps)), policy_gradient_loss(lp, adv)
+    )
+    torch.testing.assert_close(entropy_loss(ent.repeat(*reps)), entropy_loss(ent))
+    torch.testing.assert_close(
+        baseline_loss(vs.repeat(*reps, 1), v.repeat(*reps, 1)), baseline_loss(vs, v)
+    )
+
+
+def test_shape_errors() -> None:
+    with pytest.raises(ValueError, match="log_probs"):
+        policy_gradient_loss(torch.zeros(3, 2), torch.zeros(3, 1))
+    with pytest.raises(ValueError, match="vs"):
+        baseline_loss(torch.zeros(3, 2, 4), torch.zeros(3, 2))
+    with pytest.raises(ValueError, match="mask"):
+        entropy_loss(torch.zeros(3, 2), torch.ones(3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="time-major"):
+        entropy_loss(torch.zeros(3))
