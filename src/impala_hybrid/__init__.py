@@ -21,5 +21,12 @@ if UAVNET_ID not in gymnasium.registry:
         entry_point="impala_hybrid.envs.env:UAVNetEnv",
         vector_entry_point="impala_hybrid.envs.vector:UAVNetVectorEnv",
     )
+    # Small test envs (see impala_hybrid.envs.toys).
+    gymnasium.register(
+        id="impala_hybrid/ParamChoice-v0", entry_point="impala_hybrid.envs.toys:ParamChoiceEnv"
+    )
+    gymnasium.register(
+        id="impala_hybrid/Target-v0", entry_point="impala_hybrid.envs.toys:TargetEnv"
+    )
 
 __all__ = ["UAVNET_ID", "ConfigError", "__version__"]

@@ -1,0 +1,144 @@
+"""The actor: step a vector env with a policy for ``T`` steps and return a :class:`Batch`.
+
+The env must autoreset in Gymnasium's ``SAME_STEP`` mode: every step is a real transition
+(no wasted reset steps in the unroll), ``obs[t + 1]`` is the next episode's first observation
+when step ``t`` ended an episode (so ``first[t + 1] = done[t]``), and the final observation of
+a truncated episode comes in ``infos["final_obs"]`` for the learner's bootstrap.
+
+Actors store the behaviour log-probability of each action *per component* (discrete and
+continuous for hybrid actions) so the learner can clip joint or per-component ratios.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode
+
+from impala_hybrid.models.actor_critic import ActorCritic
+from impala_hybrid.models.distributions import HybridAction
+from impala_hybrid.types import Action, Batch
+
+RewardFn = Callable[[np.ndarray, dict[str, Any]], np.ndarray]
+
+
+def scalar_reward(reward: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+    """The env's scalar reward as ``[N, 1]``."""
+    return np.asarray(reward, np.float32).reshape(-1, 1)
+
+
+class Actor:
+    """Runs unrolls on one vector env; holds the env's current observation and LSTM state."""
+
+    def __init__(
+        self,
+        env: gym.vector.VectorEnv,
+        model: ActorCritic,
+        unroll_length: int,
+        *,
+        seed: int,
+        reward_fn: RewardFn = scalar_reward,
+        num_rewards: int = 1,
+    ) -> None:
+        mode = env.metadata.get("autoreset_mode")
+        if mode != AutoresetMode.SAME_STEP:
+            raise ValueError(
+                f"the actor needs a vector env with autoreset_mode SAME_STEP, got {mode!r}"
+            )
+        self.env = env
+        self.model = model
+        self.unroll_length = unroll_length
+        self.reward_fn = reward_fn
+        self.num_rewards = num_rewards
+        self.num_envs = env.num_envs
+        self.generator = torch.Generator().manual_seed(seed)
+        obs, _ = env.reset(seed=seed)
+        self.obs = torch.as_tensor(np.asarray(obs, np.float32).reshape(self.num_envs, -1))
+        self.first = torch.ones(self.num_envs, dtype=torch.bool)
+        self.core_state = model.initial_state(self.num_envs)
+        self._ep_return = np.zeros(self.num_envs)
+        self._ep_length = np.zeros(self.num_envs, np.int64)
+        self.episode_returns: list[float] = []  # completed episodes since the last drain
+        self.episode_lengths: list[int] = []
+        self.env_steps = 0
+
+    def drain_episodes(self) -> tuple[list[float], list[int]]:
+        """Completed episodes' returns and lengths since the last call."""
+        out = (self.episode_returns, self.episode_lengths)
+        self.episode_returns, self.episode_lengths = [], []
+        return out
+
+    @torch.no_grad()
+    def unroll(self, policy_version: int = 0) -> Batch:
+        t_len, n = self.unroll_length, self.num_envs
+        obs_dim = self.obs.shape[1]
+        obs_buf = torch.zeros(t_len + 1, n, obs_dim)
+        first_buf = torch.zeros(t_len + 1, n, dtype=torch.bool)
+        final_obs = torch.zeros(t_len, n, obs_dim)
+        rewards = torch.zeros(t_len, n, self.num_rewards)
+        terminated = torch.zeros(t_len, n, dtype=torch.bool)
+        truncated = torch.zeros(t_len, n, dtype=torch.bool)
+        logps: list[torch.Tensor] = []
+        actions: list[Action] = []
+        start_state = self.core_state
+        for t in range(t_len):
+            obs_buf[t] = self.obs
+            first_buf[t] = self.first
+            out = self.model(self.obs[None], self.first[None], self.core_state)
+            dist = self.model.distribution({k: v[0] for k, v in out.params.items()})
+            action = dist.sample(self.generator)
+            logps.append(dist.log_prob_parts(action))
+            actions.append(action)
+            env_action = self.model.action.to_env(dist.to_env(action))
+            next_obs, reward, term, trunc, info = self.env.step(env_action)
+            term = np.asarray(term, bool)
+            trunc = np.asarray(trunc, bool)
+            rewards[t] = torch.as_tensor(self.reward_fn(np.asarray(reward), info))
+            terminated[t] = torch.as_tensor(term)
+            truncated[t] = torch.as_tensor(trunc)
+            if trunc.any():
+                fo = info["final_obs"]
+                for i in np.flatnonzero(trunc):
+                    final_obs[t, i] = torch.as_tensor(np.asarray(fo[i], np.float32).reshape(-1))
+            done = term | trunc
+            self._track_episodes(np.asarray(reward, np.float64).reshape(n, -1)[:, 0], done)
+            self.obs = torch.as_tensor(np.asarray(next_obs, np.float32).reshape(n, -1))
+            self.first = torch.as_tensor(done)
+            self.core_state = out.core_state
+        obs_buf[t_len] = self.obs
+        first_buf[t_len] = self.first
+        self.env_steps += t_len * n
+        stacked: Action
+        if isinstance(actions[0], HybridAction):
+            hybrid: list[HybridAction] = actions  # type: ignore[assignment]
+            stacked = HybridAction(
+                torch.stack([a.discrete for a in hybrid]),
+                torch.stack([a.continuous for a in hybrid]),
+            )
+        else:
+            stacked = torch.stack(actions)  # type: ignore[arg-type]
+        return Batch(
+            obs=obs_buf,
+            first=first_buf,
+            actions=stacked,
+            behaviour_logp=torch.stack(logps),
+            rewards=rewards,
+            terminated=terminated,
+            truncated=truncated,
+            final_obs=final_obs,
+            core_state=start_state,
+            policy_version=torch.full((n,), policy_version, dtype=torch.int64),
+        )
+
+    def _track_episodes(self, reward: np.ndarray, done: np.ndarray) -> None:
+        self._ep_return += reward
+        self._ep_length += 1
+        for i in np.flatnonzero(done):
+            self.episode_returns.append(float(self._ep_return[i]))
+            self.episode_lengths.append(int(self._ep_length[i]))
+        self._ep_return[done] = 0.0
+        self._ep_length[done] = 0

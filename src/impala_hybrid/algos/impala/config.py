@@ -1,0 +1,63 @@
+"""``IMPALAConfig``: every knob of the IMPALA learner, typed and validated.
+
+Defaults follow the paper's Table G.1 where it applies (RMSProp with epsilon 0.01 and decay
+0.99, global-norm gradient clipping at 40, baseline cost 0.5, rho_bar = c_bar = 1) and are
+otherwise sized for small control problems on a CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from impala_hybrid.validation import ConfigError, spec, validate
+
+
+@dataclasses.dataclass(frozen=True)
+class IMPALAConfig:
+    """Learner hyper-parameters (see module docstring)."""
+
+    unroll_length: int = spec(32, "steps per unroll (T)", lo=1)
+    batch_size: int = spec(32, "unrolls per learner step (B)", lo=1)
+    gamma: float = spec(0.99, "discount", lo=0.0, hi=1.0)
+    lam: float = spec(1.0, "V-trace lambda (traces c_t = lam min(c_bar, rho_t))", lo=0.0, hi=1.0)
+    rho_bar: float = spec(1.0, "clip of the importance weight in the TD term", lo=0.0, lo_open=True)
+    c_bar: float = spec(
+        1.0, "clip of the trace coefficients; must be <= rho_bar", lo=0.0, lo_open=True
+    )
+    pg_rho_bar: float = spec(
+        1.0, "clip of the importance weight in the policy gradient", lo=0.0, lo_open=True
+    )
+    ratio_mode: str = spec(
+        "joint", "hybrid ratios: clip the joint product or each component",
+        choices=("joint", "per_component"),
+    )  # fmt: skip
+    baseline_coef: float = spec(0.5, "weight of the value loss", lo=0.0)
+    entropy_coef: float = spec(0.01, "entropy bonus weight at the start", lo=0.0)
+    entropy_coef_final: float | None = spec(
+        None, "entropy weight at the end (linear schedule); null keeps it constant", lo=0.0
+    )
+    optimizer: str = spec("adam", "optimizer", choices=("adam", "rmsprop"))
+    lr: float = spec(6e-4, "learning rate at the start", lo=0.0, lo_open=True)
+    lr_final: float | None = spec(
+        None, "learning rate at the end (linear schedule); null keeps it constant", lo=0.0
+    )
+    adam_eps: float = spec(1e-5, "Adam epsilon", lo=0.0, lo_open=True)
+    rmsprop_eps: float = spec(0.01, "RMSProp epsilon (paper: 0.01)", lo=0.0, lo_open=True)
+    rmsprop_alpha: float = spec(0.99, "RMSProp decay (paper: 0.99)", lo=0.0, hi=1.0)
+    max_grad_norm: float = spec(40.0, "global gradient-norm clip (paper: 40)", lo=0.0, lo_open=True)
+    reward_scale: float = spec(
+        1.0, "rewards are multiplied by this before learning", lo=0.0, lo_open=True
+    )
+    reward_clip: float | None = spec(
+        None, "clip scaled rewards to [-x, x] (the paper clips Atari rewards to 1)",
+        lo=0.0, lo_open=True,
+    )  # fmt: skip
+    normalize_advantages: bool = spec(False, "standardise pg advantages per batch")
+
+    def __post_init__(self) -> None:
+        validate(self)
+        if self.c_bar > self.rho_bar:
+            raise ConfigError(
+                f"IMPALAConfig.c_bar = {self.c_bar!r} is invalid: V-trace needs "
+                f"rho_bar >= c_bar (rho_bar = {self.rho_bar!r})"
+            )

@@ -1,0 +1,78 @@
+"""A trained model as a policy (obs -> env action), and its returns on fixed seeds.
+
+``TorchPolicy`` turns an :class:`~impala_hybrid.models.actor_critic.ActorCritic` into the same
+callable interface the classical heuristics have (``obs [N, ...] -> batched env action``), so
+one evaluation harness serves both. Deterministic by default (the distribution's mode: the
+policy one deploys); ``deterministic=False`` samples with its own seeded generator.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from impala_hybrid.envs.factory import make_vector_env
+from impala_hybrid.models.actor_critic import ActorCritic
+
+
+class TorchPolicy:
+    """Callable policy over batched observations, keeping LSTM state between calls."""
+
+    def __init__(self, model: ActorCritic, *, deterministic: bool = True, seed: int = 0) -> None:
+        self.model = model
+        self.deterministic = deterministic
+        self.generator = torch.Generator().manual_seed(seed)
+        self.state: tuple[torch.Tensor, ...] = ()
+        self.first: torch.Tensor | None = None
+
+    def reset(self, num_envs: int) -> None:
+        self.state = self.model.initial_state(num_envs)
+        self.first = torch.ones(num_envs, dtype=torch.bool)
+
+    def observe_done(self, done: np.ndarray) -> None:
+        """Mark environments whose next observation starts a new episode."""
+        self.first = torch.as_tensor(np.asarray(done, bool))
+
+    @torch.no_grad()
+    def __call__(self, obs: np.ndarray) -> Any:
+        x = torch.as_tensor(np.asarray(obs, np.float32).reshape(len(obs), -1))
+        if self.first is None or self.first.shape[0] != x.shape[0]:
+            self.reset(x.shape[0])
+        assert self.first is not None
+        out = self.model(x[None], self.first[None], self.state)
+        self.state = out.core_state
+        self.first = torch.zeros_like(self.first)
+        dist = self.model.distribution({k: v[0] for k, v in out.params.items()})
+        action = dist.mode() if self.deterministic else dist.sample(self.generator)
+        return self.model.action.to_env(dist.to_env(action))
+
+
+def evaluate_returns(
+    model: ActorCritic,
+    env_id: str,
+    episodes: int,
+    seed: int,
+    *,
+    env_kwargs: dict[str, Any] | None = None,
+    num_envs: int = 8,
+    deterministic: bool = True,
+) -> np.ndarray:
+    """Undiscounted returns of the first ``episodes`` episodes on envs seeded from ``seed``."""
+    env = make_vector_env(env_id, num_envs, env_kwargs)
+    policy = TorchPolicy(model, deterministic=deterministic, seed=seed)
+    obs, _ = env.reset(seed=seed)
+    policy.reset(num_envs)
+    running = np.zeros(num_envs)
+    returns: list[float] = []
+    while len(returns) < episodes:
+        obs, reward, term, trunc, _ = env.step(policy(obs))
+        running += np.asarray(reward, np.float64).reshape(num_envs, -1)[:, 0]
+        done = np.asarray(term, bool) | np.asarray(trunc, bool)
+        for i in np.flatnonzero(done):
+            returns.append(float(running[i]))
+        running[done] = 0.0
+        policy.observe_done(done)
+    env.close()
+    return np.asarray(returns[:episodes])

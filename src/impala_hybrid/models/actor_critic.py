@@ -1,0 +1,206 @@
+"""The actor-critic network: MLP trunk with LayerNorm, optional LSTM core, policy and value heads.
+
+Shapes: every call is time-major ``[T, B, ...]``; actors call with ``T = 1``. Without a
+recurrent core the time axis is folded into the batch (the paper's §3.1 "folding time into the
+batch dimension"), so the learner runs one large matrix product per layer. With an LSTM the
+trunk is still folded and only the core loops over time, resetting its state wherever
+``first[t]`` marks an episode start, so an unroll that crosses an episode boundary never
+leaks memory from one episode into the next.
+
+Heads: the policy head outputs the raw parameters ``models.distributions.param_shapes`` asks
+for (logits, mean/log-std or Beta concentrations, ``K`` parameter sets for the gated head); the
+value head outputs ``K_v`` values: one for a scalar critic, one per objective for a vector
+critic (V-trace per objective, advantages scalarised after).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from impala_hybrid.models.distributions import (
+    ActionDistribution,
+    make_distribution,
+    param_shapes,
+)
+from impala_hybrid.models.spaces import ActionSpec
+from impala_hybrid.validation import spec, validate
+
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU, "elu": nn.ELU}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Network architecture. Defaults: the UAV model of the design notes (29-256-256)."""
+
+    hidden: tuple[int, ...] = spec((256, 256), "trunk layer widths", lo=1)
+    layer_norm: bool = spec(True, "LayerNorm after each trunk layer (before the activation)")
+    activation: str = spec("relu", "trunk activation", choices=tuple(ACTIVATIONS))
+    lstm_size: int = spec(0, "LSTM core width; 0 disables the recurrent core", lo=0)
+    continuous_kind: str = spec(
+        "squashed_gaussian",
+        "bounded continuous distribution",
+        choices=("squashed_gaussian", "beta"),
+    )
+    hybrid_mode: str = spec(
+        "factorized", "hybrid head: factorized or gated", choices=("factorized", "gated")
+    )
+    init_log_std: float = spec(-0.5, "initial log-std of Gaussian heads", lo=-5.0, hi=2.0)
+    policy_init_scale: float = spec(0.01, "orthogonal gain of the policy output layer", lo=0.0)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+class CoreOutput(NamedTuple):
+    """What one forward pass returns."""
+
+    params: dict[str, Tensor]  # raw distribution parameters [T, B, ...]
+    values: Tensor  # [T, B, K_v]
+    core_state: tuple[Tensor, ...]  # state after the last step, ([B, H], [B, H]) or ()
+    core_outputs: Tensor | None  # [T, B, H] per-step states h_t (for bootstrap values)
+    cell_states: Tensor | None  # [T, B, H] per-step c_t
+
+
+def _init_linear(layer: nn.Linear, gain: float) -> nn.Linear:
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class ActorCritic(nn.Module):
+    """Policy and value function over flat observations (see module docstring)."""
+
+    action_low: Tensor  # [D] continuous bounds (buffers, follow the module's device)
+    action_high: Tensor
+
+    def __init__(
+        self, obs_dim: int, action: ActionSpec, config: ModelConfig, num_values: int = 1
+    ) -> None:
+        super().__init__()
+        if num_values < 1:
+            raise ValueError(f"num_values = {num_values} is invalid: must be >= 1")
+        self.config = config
+        self.action = action
+        self.obs_dim = obs_dim
+        self.num_values = num_values
+        layers: list[nn.Module] = []
+        width = obs_dim
+        act = ACTIVATIONS[config.activation]
+        for h in config.hidden:
+            layers.append(_init_linear(nn.Linear(width, h), math.sqrt(2)))
+            if config.layer_norm:
+                layers.append(nn.LayerNorm(h))
+            layers.append(act())
+            width = h
+        self.trunk = nn.Sequential(*layers)
+        self.lstm: nn.LSTMCell | None = None
+        if config.lstm_size > 0:
+            self.lstm = nn.LSTMCell(width, config.lstm_size)
+            width = config.lstm_size
+        self.shapes = param_shapes(
+            action.kind,
+            num_actions=action.num_actions,
+            action_dim=action.action_dim,
+            continuous_kind=action.continuous_kind,
+        )
+        self._sizes = {k: int(np.prod(s)) for k, s in self.shapes.items()}
+        self.policy = _init_linear(
+            nn.Linear(width, sum(self._sizes.values())), config.policy_init_scale
+        )
+        if "log_std" in self.shapes:  # start from a moderate exploration noise
+            offset = 0
+            for name, size in self._sizes.items():
+                if name == "log_std":
+                    with torch.no_grad():
+                        self.policy.bias[offset : offset + size] = config.init_log_std
+                offset += size
+        self.value = _init_linear(nn.Linear(width, num_values), 1.0)
+        low = torch.as_tensor(action.low if action.low is not None else [-1.0], dtype=torch.float32)
+        high = torch.as_tensor(
+            action.high if action.high is not None else [1.0], dtype=torch.float32
+        )
+        self.register_buffer("action_low", low, persistent=False)
+        self.register_buffer("action_high", high, persistent=False)
+
+    @property
+    def recurrent(self) -> bool:
+        return self.lstm is not None
+
+    def initial_state(
+        self, batch_size: int, device: torch.device | None = None
+    ) -> tuple[Tensor, ...]:
+        if self.lstm is None:
+            return ()
+        z = torch.zeros(batch_size, self.lstm.hidden_size, device=device)
+        return (z, z.clone())
+
+    def _heads(self, x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+        lead = x.shape[:-1]
+        flat = self.policy(x)
+        params: dict[str, Tensor] = {}
+        offset = 0
+        for name, size in self._sizes.items():
+            params[name] = flat[..., offset : offset + size].reshape(*lead, *self.shapes[name])
+            offset += size
+        return params, self.value(x)
+
+    def forward(
+        self,
+        obs: Tensor,
+        first: Tensor,
+        core_state: tuple[Tensor, ...] = (),
+        return_core_states: bool = False,
+    ) -> CoreOutput:
+        """Parameters and values for ``obs [T, B, obs_dim]``; ``first [T, B]`` marks starts."""
+        t_len, b = obs.shape[:2]
+        x = self.trunk(obs.reshape(t_len * b, -1).float())
+        hs: Tensor | None = None
+        cs: Tensor | None = None
+        state = core_state
+        if self.lstm is not None:
+            x = x.reshape(t_len, b, -1)
+            if not state:
+                state = self.initial_state(b, obs.device)
+            h, c = state
+            outs, cells = [], []
+            keep = (~first.bool()).float().unsqueeze(-1)  # [T, B, 1]
+            for t in range(t_len):
+                h, c = self.lstm(x[t], (h * keep[t], c * keep[t]))
+                outs.append(h)
+                cells.append(c)
+            hs = torch.stack(outs)
+            cs = torch.stack(cells)
+            x = hs.reshape(t_len * b, -1)
+            state = (h, c)
+        params, values = self._heads(x)
+        params = {k: v.reshape(t_len, b, *v.shape[1:]) for k, v in params.items()}
+        return CoreOutput(
+            params,
+            values.reshape(t_len, b, -1),
+            state,
+            hs if return_core_states else None,
+            cs if return_core_states else None,
+        )
+
+    def values_after(self, obs: Tensor, core_state: tuple[Tensor, ...]) -> Tensor:
+        """Values ``[N, K_v]`` of observations ``[N, obs_dim]`` that continue an episode from
+        ``core_state`` (rows ``[N, H]``): the bootstrap values of truncated episodes."""
+        x = self.trunk(obs.float())
+        if self.lstm is not None:
+            x, _ = self.lstm(x, core_state)
+        return self.value(x)
+
+    def distribution(self, params: dict[str, Tensor]) -> ActionDistribution[Any]:
+        return make_distribution(
+            self.action.kind,
+            params,
+            continuous_kind=self.action.continuous_kind,
+            low=self.action_low,
+            high=self.action_high,
+        )
