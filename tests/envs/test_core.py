@@ -353,13 +353,18 @@ def test_truncation_and_collapse_termination() -> None:
 
 def test_scalar_reward_is_weighted_sum_plus_hinges() -> None:
     cfg = UAVNetConfig()
-    sim = make_sim(num_envs=16, seed=9)
+    assert not cfg.constraint_hinges  # the spec's default scalarisation is w . r
+    sim = make_sim(num_envs=16, seed=9, constraint_hinges=True)
     rng = np.random.default_rng(8)
     w = np.array(cfg.weights)
+    total_hinge = 0.0
     for _ in range(50):
         sim.step(rng.integers(0, 6, 16), rng.random((16, 6)))
         hinge = w @ sim.reward_vec.T.astype(np.float64) - sim.reward
         assert (hinge >= -1e-4).all()
+        total_hinge += hinge.sum()
+    assert total_hinge > 1.0  # random speeds often exceed the 25 W budget
+    np.testing.assert_allclose(sim.state.ep_misc[:, core.EM_HINGE].sum(), total_hinge, rtol=1e-3)
     sim2 = make_sim(num_envs=16, seed=9, constraint_hinges=False)
     rng = np.random.default_rng(8)
     for _ in range(50):

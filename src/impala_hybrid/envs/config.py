@@ -109,7 +109,9 @@ class UAVNetConfig:
         lo=0.0,
         length=6,
     )
-    constraint_hinges: bool = spec(True, "add the constraint hinge penalties to the reward")
+    constraint_hinges: bool = spec(
+        False, "subtract the constraint hinge penalties from the scalar reward (spec: optional)"
+    )
     hinge_power_coef: float = spec(0.5, "coef of [P_ctrl - budget]+ / P_max hinge", lo=0.0)
     hinge_gini_coef: float = spec(0.5, "coef of [Gini - threshold]+ hinge", lo=0.0)
     hinge_gini_threshold: float = spec(0.2, "Gini threshold of the fairness hinge", lo=0.0)
