@@ -1,21 +1,327 @@
-"""Command-line entry point ``impala-hybrid``: train | eval | compare | report | bench | export."""
+"""Command-line entry point ``impala-hybrid``.
+
+One small function per subcommand (``cmd_<name>``), registered in :func:`build_parser`
+by an ``_add_<name>`` function. Implemented: ``eval`` (classical policies on fixed seeds) and
+``tune-heuristics``. Still to come: train, compare, report, bench, export.
+
+Bad input (unknown policy, non-positive counts, unknown or invalid config field) prints one
+line ``impala-hybrid <command>: error: ...`` on stderr and exits with status 2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import difflib
+import json
 import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from impala_hybrid.validation import ConfigError
+
+if TYPE_CHECKING:
+    from impala_hybrid.evaluation.rollout import EvalResult
+
+PROG = "impala-hybrid"
+
+
+class CliError(Exception):
+    """Bad user input: reported in one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump) and exit status 2."""
+
+    def error(self, message: str) -> Any:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+# --- shared argument helpers -------------------------------------------------------------
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def parse_overrides(items: Sequence[str] | None) -> dict[str, Any]:
+    """``["field=value", ...]`` -> ``{field: YAML scalar}`` for :class:`UAVNetConfig` fields."""
+    from impala_hybrid.envs.config import UAVNetConfig
+
+    known = [f.name for f in dataclasses.fields(UAVNetConfig)]
+    out: dict[str, Any] = {}
+    for item in items or ():
+        field, sep, text = item.partition("=")
+        field = field.strip()
+        if not sep or not field:
+            raise CliError(f"--set expects field=value, got {item!r}")
+        if field not in known:
+            close = difflib.get_close_matches(field, known, n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise CliError(f"--set {item}: unknown UAVNetConfig field {field!r}{hint}")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            msg = str(e).splitlines()[0]
+            raise CliError(f"--set {item}: cannot parse value of {field!r}: {msg}") from None
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+            with contextlib.suppress(ValueError):
+                value = float(value)
+        out[field] = value
+    return out
+
+
+def make_config(overrides: dict[str, Any]) -> Any:
+    """A validated :class:`UAVNetConfig` with ``overrides`` (ConfigError -> CliError)."""
+    from impala_hybrid.envs.config import UAVNetConfig
+
+    try:
+        return UAVNetConfig(**overrides)
+    except (ConfigError, TypeError) as e:
+        raise CliError(f"--set: {e}") from None
+
+
+def resolve_policy_names(spec: str, valid: Sequence[str]) -> list[str]:
+    """``"all"`` or a comma-separated list of names -> names, each checked against ``valid``."""
+    if spec == "all":
+        return list(valid)
+    names = [s.strip() for s in spec.split(",") if s.strip()]
+    for name in names:
+        if name not in valid:
+            raise CliError(f"unknown policy {name!r}; valid: all, {', '.join(valid)}")
+    if not names:
+        raise CliError(f"--policy is empty; valid: all, {', '.join(valid)}")
+    return names
+
+
+def _console() -> Console:
+    console = Console()
+    if not console.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
+        console = Console(width=200)
+    return console
+
+
+def _write_json(path: str | None, payload: dict[str, Any], console: Console) -> None:
+    if path is None:
+        return
+    out = Path(path)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
+    except OSError as e:
+        raise CliError(f"cannot write --out {path}: {e.strerror}") from None
+    console.print(f"wrote {out}")
+
+
+def _add_common(p: argparse.ArgumentParser, episodes: int, num_envs: int) -> None:
+    p.add_argument(
+        "--episodes",
+        type=positive_int,
+        default=episodes,
+        help=f"episodes per environment (default {episodes})",
+    )
+    p.add_argument(
+        "--num-envs",
+        type=positive_int,
+        default=num_envs,
+        help=f"environments stepped in one batch (default {num_envs})",
+    )
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed (default 0)")
+    p.add_argument("--out", metavar="FILE.json", help="write the results as JSON")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        metavar="FIELD=VALUE",
+        help="override a UAVNetConfig field (YAML scalar); repeatable",
+    )
+
+
+# --- eval ----------------------------------------------------------------------------------
+
+
+def eval_table(results: Sequence[EvalResult], title: str) -> Table:
+    """Rows = policies; scalarised return, per-objective returns, latency tails, drops."""
+    from impala_hybrid.envs.config import OBJECTIVE_NAMES
+
+    table = Table(title=title)
+    table.add_column("policy")
+    table.add_column("return", justify="right")
+    for name in OBJECTIVE_NAMES:
+        table.add_column(name, justify="right")
+    for col in ("E p95/p99 s", "R p95/p99 s", "drops E/R"):
+        table.add_column(col, justify="right")
+    for r in results:
+        lat_e, lat_r, m = r.latency["emergency"], r.latency["routine"], r.metrics
+        table.add_row(
+            r.policy,
+            f"{r.return_mean:.1f} ± {r.return_std:.1f}",
+            *(f"{r.objectives[n]['mean']:.1f}" for n in OBJECTIVE_NAMES),
+            f"{lat_e['p95']:.2f}/{lat_e['p99']:.2f}",
+            f"{lat_r['p95']:.2f}/{lat_r['p99']:.2f}",
+            f"{m['dropped_emergency']:.1f}/{m['dropped_routine']:.1f}",
+        )
+    return table
+
+
+def _add_eval(sub: Any) -> None:
+    p = sub.add_parser("eval", help="evaluate policies on fixed seeds (common random numbers)")
+    p.add_argument(
+        "--policy", default="all", help="heuristic name, comma-separated names, or 'all' (default)"
+    )
+    _add_common(p, episodes=2, num_envs=32)
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from impala_hybrid.envs.heuristics import HEURISTICS, make_heuristic
+    from impala_hybrid.evaluation.rollout import evaluate
+
+    overrides = parse_overrides(args.overrides)
+    names = resolve_policy_names(args.policy, list(HEURISTICS))
+    config = make_config(overrides)
+    console = _console()
+    results = []
+    for name in names:
+        policy = make_heuristic(name, config)
+        results.append(
+            evaluate(
+                policy,
+                config,
+                episodes=args.episodes,
+                num_envs=args.num_envs,
+                seed=args.seed,
+                name=name,
+            )
+        )
+    n = args.episodes * args.num_envs
+    title = (
+        f"Evaluation: {n} episodes of {config.episode_steps} steps, seed {args.seed} "
+        "(returns: mean over episodes, ± std)"
+    )
+    console.print(eval_table(results, title))
+    payload = {
+        "command": "eval",
+        "seed": args.seed,
+        "episodes": args.episodes,
+        "num_envs": args.num_envs,
+        "overrides": overrides,
+        "results": {r.policy: r.to_dict() for r in results},
+    }
+    _write_json(args.out, payload, console)
+    return 0
+
+
+# --- tune-heuristics -----------------------------------------------------------------------
+
+
+def _add_tune(sub: Any) -> None:
+    p = sub.add_parser(
+        "tune-heuristics", help="grid-search the heuristics' parameters on training seeds"
+    )
+    p.add_argument(
+        "--policy", default="all", help="heuristic name, comma-separated names, or 'all' (default)"
+    )
+    p.add_argument(
+        "--max-candidates",
+        type=positive_int,
+        default=64,
+        help="random subset of larger grids (default 64)",
+    )
+    p.add_argument("--top", type=positive_int, default=5, help="rows shown per policy")
+    _add_common(p, episodes=2, num_envs=64)
+    p.set_defaults(func=cmd_tune)
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from impala_hybrid.evaluation.tune import SEARCH_SPACES, tune, tuning_table
+
+    overrides = parse_overrides(args.overrides)
+    names = resolve_policy_names(args.policy, list(SEARCH_SPACES))
+    config = make_config(overrides)
+    console = _console()
+    with console.status("tuning") as status:
+
+        def progress(name: str, i: int, n: int) -> None:
+            status.update(f"tuning {name}: {i}/{n}")
+
+        results = tune(
+            names,
+            config,
+            episodes=args.episodes,
+            num_envs=args.num_envs,
+            seed=args.seed,
+            max_candidates=args.max_candidates,
+            progress=progress,
+        )
+    console.print(tuning_table(results, top=args.top))
+    for name, res in results.items():
+        params = ", ".join(f"{k}={v:g}" for k, v in res.best.params.items())
+        console.print(f"best {name}: {params}")
+    payload = {
+        "command": "tune-heuristics",
+        "seed": args.seed,
+        "episodes": args.episodes,
+        "num_envs": args.num_envs,
+        "max_candidates": args.max_candidates,
+        "overrides": overrides,
+        "results": {name: res.to_dict() for name, res in results.items()},
+    }
+    _write_json(args.out, payload, console)
+    return 0
+
+
+# --- entry point ---------------------------------------------------------------------------
+
+SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (_add_eval, _add_tune)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="impala-hybrid", description=__doc__)
-    parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(
+        prog=PROG,
+        description="IMPALA with V-trace for hybrid actions and multiple objectives, and the "
+        "UAV emergency-response network it is first used on.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in SUBCOMMANDS:
+        add(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    print(f"command {args.command!r} is not implemented yet", file=sys.stderr)
-    return 2
+    """Run the CLI; returns the exit status (0 ok, 2 bad input)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse: --help (0) or a usage error (2, already printed)
+        return e.code if isinstance(e.code, int) else 2
+    try:
+        return int(args.func(args))
+    except CliError as e:
+        print(f"{PROG} {args.command}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,87 @@
+"""CLI: ``eval`` and ``tune-heuristics`` in-process; bad input exits 2 with a one-line error."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from impala_hybrid import cli
+from impala_hybrid.envs.config import OBJECTIVE_NAMES
+
+FAST = ["--episodes", "1", "--num-envs", "4", "--seed", "0", "--set", "episode_steps=50"]
+
+
+def test_eval_writes_documented_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "sub" / "eval.json"
+    argv = ["eval", "--policy", "local_only,maxweight", *FAST, "--set", "buffer=300"]
+    assert cli.main([*argv, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "maxweight" in printed and "E p95/p99" in printed
+    data = json.loads(out.read_text())
+    assert data["overrides"] == {"episode_steps": 50, "buffer": 300}
+    assert list(data["results"]) == ["local_only", "maxweight"]
+    for res in data["results"].values():
+        assert res["episodes"] == 4 and res["episode_steps"] == 50
+        assert set(res["return"]) == {"mean", "std"}
+        assert list(res["objectives"]) == list(OBJECTIVE_NAMES)
+        assert all(set(v) == {"mean", "std"} for v in res["objectives"].values())
+        for cls in ("emergency", "routine"):
+            assert {"p50", "p95", "p99", "cvar"} <= set(res["latency"][cls])
+        assert "dropped_emergency" in res["metrics"]
+
+
+def test_eval_all_policies(capsys: pytest.CaptureFixture) -> None:
+    assert cli.main(["eval", "--policy", "all", *FAST]) == 0
+    printed = capsys.readouterr().out
+    for name in ("local_only", "threshold", "drift_plus_penalty", "shortest_expected_delay"):
+        assert name in printed
+
+
+def test_tune_heuristics(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "tune.json"
+    argv = ["tune-heuristics", "--policy", "maxweight", "--max-candidates", "2", *FAST]
+    assert cli.main([*argv, "--out", str(out)]) == 0
+    assert "best maxweight: spill=" in capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert len(data["results"]["maxweight"]["candidates"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["eval", "--policy", "nope"], "unknown policy 'nope'"),
+        (["eval", "--episodes", "0"], "--episodes"),
+        (["eval", "--num-envs", "x"], "--num-envs"),
+        (["eval", "--set", "no_such_field=1"], "no_such_field"),
+        (["eval", "--set", "buffr=1"], "did you mean buffer"),
+        (["eval", "--set", "dt=-1"], "UAVNetConfig.dt = -1"),
+        (["eval", "--set", "dt"], "field=value"),
+        (["eval", "--set", "routine_base_rates=[1, 2]"], "routine_base_rates"),
+        (["tune-heuristics", "--policy", "local_only"], "unknown policy 'local_only'"),
+        (["no-such-command"], "invalid choice"),
+        ([], "required"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(
+    argv: list[str], needle: str, capsys: pytest.CaptureFixture
+) -> None:
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert needle in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert captured.out == ""
+
+
+def test_set_parses_yaml_scalars() -> None:
+    items = ["dt=0.05", "collapse_occupancy=null", "p_max_l=1e1", "constraint_hinges=false"]
+    got = cli.parse_overrides([*items, "routine_base_rates=[1, 2, 3, 4]"])
+    assert got == {
+        "dt": 0.05,
+        "collapse_occupancy": None,
+        "p_max_l": 10.0,
+        "constraint_hinges": False,
+        "routine_base_rates": [1, 2, 3, 4],
+    }
