@@ -230,6 +230,13 @@ def seed_envs(state: UAVState, mask: np.ndarray, seeds: np.ndarray) -> None:
         state.rng[b] = stream_states(int(seeds[b]))
 
 
+@nb.njit(inline="always", cache=True)
+def _slot(head: int, a: int, nb_: int) -> int:
+    """Ring slot of age ``a`` (``(head - a) mod nb_`` without an integer division)."""
+    s = head - a
+    return s + nb_ if s < 0 else s
+
+
 @nb.njit(cache=True)
 def _gini4(x0: float, x1: float, x2: float, x3: float) -> float:
     """Gini coefficient of four non-negative values: sum|xi - xj| / (2 n sum x)."""
@@ -246,19 +253,23 @@ def _gini4(x0: float, x1: float, x2: float, x3: float) -> float:
 def _sojourn_gini(qt: np.ndarray, fstate: np.ndarray, b: int, fp: np.ndarray) -> float:
     """Gini of tier-1 expected sojourn times (Q_i + 1) / mu_i at the current speeds."""
     mu = fp[FP_MU_L]
-    s = np.empty(4)
-    for i in range(4):
-        s[i] = (qt[b, i, E] + qt[b, i, R] + 1.0) / (mu * fstate[b, FS_G + i])
-    return _gini4(s[0], s[1], s[2], s[3])
+    return _gini4(
+        (qt[b, 0, E] + qt[b, 0, R] + 1.0) / (mu * fstate[b, FS_G]),
+        (qt[b, 1, E] + qt[b, 1, R] + 1.0) / (mu * fstate[b, FS_G + 1]),
+        (qt[b, 2, E] + qt[b, 2, R] + 1.0) / (mu * fstate[b, FS_G + 2]),
+        (qt[b, 3, E] + qt[b, 3, R] + 1.0) / (mu * fstate[b, FS_G + 3]),
+    )
 
 
 @nb.njit(cache=True)
-def _oldest_age(q: np.ndarray, b: int, n: int, c: int, head: int, nb_: int, total: int) -> int:
-    """Age (in bins) of the oldest task of class c at node n, or -1 if none."""
+def _oldest_age(
+    q: np.ndarray, b: int, n: int, c: int, top: int, head: int, nb_: int, total: int
+) -> int:
+    """Age (in bins) of the oldest task of class c at node n (ages <= ``top``), or -1."""
     if total == 0:
         return -1
-    for a in range(nb_ - 1, -1, -1):
-        if q[b, n, c, (head - a) % nb_] > 0:
+    for a in range(top, -1, -1):
+        if q[b, n, c, _slot(head, a, nb_)] > 0:
             return a
     return -1
 
@@ -284,7 +295,7 @@ def _write_obs(
         base = 5 * n if n < 4 else 20
         obs[b, base] = math.log1p(qt[b, n, E]) / log_buf
         obs[b, base + 1] = math.log1p(qt[b, n, R]) / log_buf
-        a = _oldest_age(q, b, n, E, head, nb_, qt[b, n, E])
+        a = _oldest_age(q, b, n, E, ip[IP_EXP_E] - 1, head, nb_, qt[b, n, E])
         obs[b, base + 2] = min(max(a, 0) * age_scale, 2.0) / 2.0
         if n < 4:
             obs[b, base + 3] = min(fstate[b, FS_EWMA + n] / fp[FP_MU_L], 2.0) / 2.0
@@ -308,15 +319,17 @@ def _move_oldest(
     dst: int,
     c: int,
     count: int,
+    top: int,
     head: int,
     nb_: int,
 ) -> None:
-    """Move the ``count`` oldest class-c tasks from node src to node dst, keeping their ages."""
+    """Move the ``count`` oldest class-c tasks (ages <= ``top``) from node src to node dst,
+    keeping their ages."""
     left = count
-    for a in range(nb_ - 1, -1, -1):
+    for a in range(top, -1, -1):
         if left == 0:
             break
-        s = (head - a) % nb_
+        s = _slot(head, a, nb_)
         take = min(left, q[b, src, c, s])
         if take > 0:
             q[b, src, c, s] -= take
@@ -335,6 +348,7 @@ def _complete_oldest(
     c: int,
     count: int,
     tier: int,
+    top: int,
     head: int,
     nb_: int,
     tables: np.ndarray,
@@ -346,10 +360,10 @@ def _complete_oldest(
     ``acc[c]`` accumulates [sum latency, sum excess over deadline, on-time count, count].
     """
     left = count
-    for a in range(nb_ - 1, -1, -1):
+    for a in range(top, -1, -1):
         if left == 0:
             break
-        s = (head - a) % nb_
+        s = _slot(head, a, nb_)
         take = min(left, q[b, n, c, s])
         if take > 0:
             q[b, n, c, s] -= take
@@ -370,7 +384,7 @@ def _evict_newest(q: np.ndarray, qt: np.ndarray, b: int, n: int, c: int, count: 
     for a in range(nb_):
         if left == 0:
             break
-        s = (head - a) % nb_
+        s = _slot(head, a, nb_)
         take = min(left, q[b, n, c, s])
         q[b, n, c, s] -= take
         left -= take
@@ -456,6 +470,8 @@ def step_kernel(
     (scalarised, with hinges if enabled), ``terminated [B]``, ``truncated [B]`` bool.
     """
     nb_ = ip[IP_NB]
+    top_e = ip[IP_EXP_E] - 1  # no task of a class is ever older than its expiry - 1
+    top_r = ip[IP_EXP_R] - 1
     dt = fp[FP_DT]
     buf = int(fp[FP_BUFFER])
     acc = np.zeros((2, 4))  # per class: latency sum, excess sum, on-time count, completions
@@ -555,7 +571,9 @@ def step_kernel(
         if act == 5:
             m = min(bh_left, qt[b, H, E])
             if m > 0:
-                _complete_oldest(q, qt, b, H, E, m, cloud_tier, head, nb_, tables, ep_hist, acc)
+                _complete_oldest(
+                    q, qt, b, H, E, m, cloud_tier, top_e, head, nb_, tables, ep_hist, acc
+                )
                 ep_flow[b, F_MOVED_OUT, H, E] += m
                 ep_flow[b, F_MOVED_IN, CLOUD, E] += m
                 ep_flow[b, F_COMPLETED, CLOUD, E] += m
@@ -566,7 +584,9 @@ def step_kernel(
         if excess_h > 0.0:
             m = min(math.floor(nu * excess_h), qt[b, H, R], bh_left)
             if m > 0:
-                _complete_oldest(q, qt, b, H, R, m, cloud_tier, head, nb_, tables, ep_hist, acc)
+                _complete_oldest(
+                    q, qt, b, H, R, m, cloud_tier, top_r, head, nb_, tables, ep_hist, acc
+                )
                 ep_flow[b, F_MOVED_OUT, H, R] += m
                 ep_flow[b, F_MOVED_IN, CLOUD, R] += m
                 ep_flow[b, F_COMPLETED, CLOUD, R] += m
@@ -576,7 +596,7 @@ def step_kernel(
             k = act - 1
             m = min(ip[IP_BEAM], qt[b, k, E], free_h)
             if m > 0:
-                _move_oldest(q, qt, b, k, H, E, m, head, nb_)
+                _move_oldest(q, qt, b, k, H, E, m, top_e, head, nb_)
                 ep_flow[b, F_MOVED_OUT, k, E] += m
                 ep_flow[b, F_MOVED_IN, H, E] += m
                 free_h -= m
@@ -586,7 +606,7 @@ def step_kernel(
             if excess > 0.0:
                 m = min(math.floor(nu * excess), qt[b, z, R], ip[IP_SPILL], free_h)
                 if m > 0:
-                    _move_oldest(q, qt, b, z, H, R, m, head, nb_)
+                    _move_oldest(q, qt, b, z, H, R, m, top_r, head, nb_)
                     ep_flow[b, F_MOVED_OUT, z, R] += m
                     ep_flow[b, F_MOVED_IN, H, R] += m
                     free_h -= m
@@ -602,13 +622,14 @@ def step_kernel(
                     break
                 m = min(cap, qt[b, n, c])
                 if m > 0:
-                    _complete_oldest(q, qt, b, n, c, m, tier, head, nb_, tables, ep_hist, acc)
+                    top = top_e if c == E else top_r
+                    _complete_oldest(q, qt, b, n, c, m, tier, top, head, nb_, tables, ep_hist, acc)
                     ep_flow[b, F_COMPLETED, n, c] += m
                     cap -= m
 
         # 5. Expiry: tasks of age expiry_steps - 1 would be too old after aging.
         for c in range(N_CLASSES):
-            s = (head - (ip[IP_EXP_E + c] - 1)) % nb_
+            s = _slot(head, ip[IP_EXP_E + c] - 1, nb_)
             for n in range(N_NODES):
                 x = q[b, n, c, s]
                 if x > 0:
@@ -621,7 +642,7 @@ def step_kernel(
                         drop_r += x
 
         # 6. Aging: the slot after head held age NB-1, empty after expiry.
-        head = (head + 1) % nb_
+        head = head + 1 if head + 1 < nb_ else 0
         istate[b, IS_HEAD] = head
         t += 1
         istate[b, IS_T] = t
