@@ -65,10 +65,15 @@ def build(cfg: TrainConfig) -> tuple[Any, Learner, Actor]:
     return env, learner, actor
 
 
-def train_serial(
-    cfg: TrainConfig, callback: Callable[[dict[str, float]], None] | None = None
-) -> TrainResult:
-    """Train until ``cfg.total_steps`` env steps; ``callback`` gets each progress record."""
+Callback = Callable[[dict[str, float], Learner], None]
+
+
+def train_serial(cfg: TrainConfig, callback: Callback | None = None) -> TrainResult:
+    """Train until ``cfg.total_steps`` env steps.
+
+    ``callback(record, learner)`` runs after each progress record (every ``log_interval``
+    learner steps and at the end): for logging, evaluation or early stopping by exception.
+    """
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.torch_threads)
     try:
@@ -95,7 +100,7 @@ def train_serial(
                 record["episode_return"] = float(np.mean(window)) if window else float("nan")
                 history.append(record)
                 if callback is not None:
-                    callback(record)
+                    callback(record, learner)
                 sums, count, window = {}, 0, []
         env.close()
         return TrainResult(learner, history, returns)
