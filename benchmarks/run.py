@@ -16,7 +16,7 @@ import re
 import sys
 from pathlib import Path
 
-SECTIONS = ("env",)
+SECTIONS = ("env", "inference")
 
 HEADER = """# Benchmarks
 
@@ -72,6 +72,19 @@ def env_section(quick: bool) -> str:
     )
 
 
+def inference_section(quick: bool) -> str:
+    from benchmarks import inference
+
+    rows, load = inference.run(quick=quick)
+    cmd = "python -m benchmarks.run --only inference" + (" --quick" if quick else "")
+    return (
+        "## Inference: batch-1 decision latency on one core\n\n"
+        f"Command: `{cmd}` (a section of `make bench`). Machine: {machine()}, "
+        f"{inference.runtimes()}. Date: {dt.date.today().isoformat()}.\n\n"
+        + inference.report(rows, load)
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=None, help="markdown file to update")
@@ -79,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short measurements (smoke run)")
     args = parser.parse_args(argv)
     pin_one_core()
-    sections = {"env": env_section}
+    sections = {"env": env_section, "inference": inference_section}
     doc = args.out.read_text() if args.out and args.out.exists() else HEADER
     for name in args.only or SECTIONS:
         body = sections[name](args.quick)

@@ -1,0 +1,273 @@
+"""Export a trained ``ActorCritic`` as a self-contained deterministic policy, and load it back.
+
+What is exported is not the training network but :class:`DeterministicActor`: ``obs [N,
+obs_dim]`` (plus the LSTM state ``h, c [N, H]`` for a recurrent model) to the deployed action
+in env units, as plain tensors:
+
+* ``discrete`` int64 ``[N]``, the argmax of the logits (for categorical and hybrid kinds);
+* ``continuous`` float32 ``[N, D]`` in ``[low, high]`` (for the continuous and hybrid kinds):
+  the squashed Gaussian's ``squash(mean)`` or the Beta's mode, for gated heads the chosen
+  action's parameter set;
+* ``h_out``, ``c_out`` ``[N, H]``: the next LSTM state (recurrent models only).
+
+This is exactly ``model.distribution(params).mode()`` then ``to_env`` (same ops in the same
+order), but written without the distribution objects: those validate bounds with
+data-dependent Python branches, which neither tracing nor ``torch.export`` can capture. The
+log-std and value outputs are not part of the artifact's outputs.
+
+Formats (``export_model(..., format=...)``):
+
+* ``torchscript``: ``torch.jit.trace`` of the actor (``torch.jit`` is deprecated upstream but
+  still the one torch format that loads without Python source; traced, so no Python code is
+  serialised), loaded with ``torch.jit.load``;
+* ``onnx``: ``torch.onnx.export`` (the ``torch.export``-based exporter) at a fixed opset
+  :data:`ONNX_OPSET` with a dynamic batch axis; runs on ONNX Runtime without torch;
+* ``npz``: the weights as named float32 arrays (``np.load(allow_pickle=False)``) for
+  :class:`~impala_hybrid.deploy.inference.NumpyPolicy`, the fastest batch-1 path, NumPy only.
+
+Every artifact gets a JSON sidecar ``<artifact>.json`` (:func:`~impala_hybrid.deploy.inference.
+sidecar_path`): the :class:`~impala_hybrid.deploy.inference.PolicySpec` (action kind, keys,
+container, bounds, ``obs_dim``, model config), input/output names, the opset and the artifact's
+SHA-256. :func:`load_exported` needs only the two files: no training code objects, nothing
+unpickled, and a corrupt or foreign file is refused with an :class:`ArtifactError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from impala_hybrid.deploy.inference import (
+    SIDECAR_FORMAT,
+    SIDECAR_VERSION,
+    ArtifactError,
+    DeployedPolicy,
+    PolicySpec,
+    _StatefulRuntimePolicy,
+    file_sha256,
+    load_policy,
+    sidecar_path,
+)
+
+if TYPE_CHECKING:
+    from impala_hybrid.models.actor_critic import ActorCritic
+
+__all__ = [
+    "FORMATS",
+    "ONNX_OPSET",
+    "DeterministicActor",
+    "ExportFormat",
+    "TorchScriptPolicy",
+    "export_model",
+    "load_exported",
+]
+
+ExportFormat = Literal["torchscript", "onnx", "npz"]
+FORMATS: tuple[str, ...] = get_args(ExportFormat)
+ONNX_OPSET = 18
+"""Fixed ONNX opset: 18 is the oldest the ``torch.export``-based exporter emits natively (no
+version conversion), has ``LayerNormalization``, and every ONNX Runtime since 1.14 runs it."""
+
+
+class DeterministicActor(nn.Module):
+    """``obs [N, obs_dim]`` (+ ``h, c``) -> deterministic env action tensors (see module doc).
+
+    Holds copies of the model's trunk, LSTM and policy layers (exporting never changes the
+    model, e.g. its train/eval flags); the value head is dropped.
+    """
+
+    action_low: Tensor
+    action_high: Tensor
+
+    def __init__(self, model: ActorCritic) -> None:
+        super().__init__()
+        self.spec = PolicySpec.from_model(model)  # refuses what the artifact cannot reproduce
+        self.trunk = copy.deepcopy(model.trunk)
+        self.lstm = copy.deepcopy(model.lstm)
+        self.policy = copy.deepcopy(model.policy)
+        self.register_buffer("action_low", model.action_low.detach().clone())
+        self.register_buffer("action_high", model.action_high.detach().clone())
+        self._slices: dict[str, tuple[int, int, tuple[int, ...]]] = {}
+        offset = 0
+        for name, shape in self.spec.param_layout():
+            size = int(np.prod(shape))
+            self._slices[name] = (offset, offset + size, shape)
+            offset += size
+
+    @property
+    def input_names(self) -> list[str]:
+        return self.spec.input_names
+
+    @property
+    def output_names(self) -> list[str]:
+        return self.spec.output_names
+
+    def _param(self, flat: Tensor, name: str) -> Tensor:
+        start, stop, shape = self._slices[name]
+        return flat[:, start:stop].reshape(-1, *shape)
+
+    def _chosen(self, flat: Tensor, name: str, k: Tensor | None) -> Tensor:
+        """A continuous parameter ``[N, D]``; for the gated head the ``k``-th set's (a
+        ``gather``, as ``_gather_component`` in the distributions)."""
+        p = self._param(flat, name)
+        if self.spec.kind != "hybrid_gated":
+            return p
+        assert k is not None
+        idx = k.reshape(-1, 1, 1).expand(-1, 1, self.spec.action_dim)
+        return p.gather(1, idx).squeeze(1)
+
+    def forward(
+        self, obs: Tensor, h: Tensor | None = None, c: Tensor | None = None
+    ) -> tuple[Tensor, ...]:
+        x = self.trunk(obs)
+        if self.lstm is not None:
+            assert h is not None and c is not None, "a recurrent actor needs h and c"
+            h, c = self.lstm(x, (h, c))
+            x = h
+        flat = self.policy(x)
+        outs: list[Tensor] = []
+        k: Tensor | None = None
+        if self.spec.has_discrete:
+            k = F.log_softmax(self._param(flat, "logits"), dim=-1).argmax(-1)
+            outs.append(k)
+        if self.spec.has_continuous:
+            low, high = self.action_low, self.action_high
+            if self.spec.bounded_kind == "squashed_gaussian":
+                unit = (torch.tanh(self._chosen(flat, "mean", k)) + 1.0) / 2.0
+            else:  # BetaDistribution.mode, in its operation order
+                alpha = F.softplus(self._chosen(flat, "raw_alpha", k)) + 1.0
+                beta = F.softplus(self._chosen(flat, "raw_beta", k)) + 1.0
+                denom = alpha + beta - 2.0
+                safe = torch.where(denom > 0, denom, torch.ones_like(denom))
+                unit = torch.where(denom > 0, (alpha - 1.0) / safe, torch.full_like(denom, 0.5))
+            outs.append(torch.lerp(low, high, unit).clamp(low, high))
+        if self.lstm is not None:
+            assert h is not None and c is not None
+            outs += [h, c]
+        return tuple(outs)
+
+
+@contextlib.contextmanager
+def _quiet_export() -> Iterator[None]:
+    """Silence the exporters' deprecation chatter and progress logs (not errors)."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            warnings.filterwarnings("ignore", message=r".*(torch\.jit|axis name|LeafSpec).*")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def export_model(
+    model: ActorCritic,
+    path: str | Path,
+    format: ExportFormat = "torchscript",
+    *,
+    opset: int = ONNX_OPSET,
+) -> Path:
+    """Write ``model``'s deterministic policy to ``path`` plus its sidecar; returns ``path``.
+
+    Raises ``ValueError`` for an unknown format and
+    :class:`~impala_hybrid.deploy.inference.UnsupportedModelError` for a model the artifact
+    could not reproduce (non-float32 weights, a modified trunk, non-JSON action keys).
+    """
+    if format not in FORMATS:
+        raise ValueError(f"unknown export format {format!r}; expected one of {FORMATS}")
+    actor = DeterministicActor(model).cpu().eval()  # artifacts run on CPU
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    spec = actor.spec
+    gen = torch.Generator().manual_seed(0)
+    n = 2  # >= 2 so torch.export does not specialise the batch axis to 1
+    example: tuple[Tensor, ...] = (torch.randn(n, spec.obs_dim, generator=gen),)
+    if spec.recurrent:
+        example += (torch.zeros(n, spec.lstm_size), torch.zeros(n, spec.lstm_size))
+    artifact: dict[str, Any] = {
+        "format": format,
+        "file": path.name,
+        "inputs": actor.input_names,
+        "outputs": actor.output_names,
+    }
+    if format == "torchscript":
+        with _quiet_export(), torch.no_grad():
+            traced = torch.jit.trace(actor, example)
+            torch.jit.save(traced, str(path))
+        artifact["torch_version"] = torch.__version__
+    elif format == "onnx":
+        batch = torch.export.Dim("batch", min=1)
+        with _quiet_export(), torch.no_grad():
+            torch.onnx.export(
+                actor,
+                example,
+                str(path),
+                input_names=actor.input_names,
+                output_names=actor.output_names,
+                opset_version=opset,
+                dynamic_shapes=tuple({0: batch} for _ in example),
+                external_data=False,
+                dynamo=True,
+                verbose=False,
+            )
+        artifact["opset"] = opset
+    else:
+        keep = ("trunk.", "lstm.", "policy.")
+        state = {
+            k: v.detach().cpu().numpy() for k, v in model.state_dict().items() if k.startswith(keep)
+        }
+        with open(path, "wb") as f:  # a file object: np.savez would append ".npz" to a name
+            np.savez(f, **state)
+    artifact["sha256"] = file_sha256(path)
+    meta = {
+        "format": SIDECAR_FORMAT,
+        "version": SIDECAR_VERSION,
+        "artifact": artifact,
+        "policy": spec.to_json(),
+    }
+    sidecar_path(path).write_text(json.dumps(meta, indent=2) + "\n")
+    return path
+
+
+class TorchScriptPolicy(_StatefulRuntimePolicy):
+    """An exported TorchScript policy. Runs under ``torch.inference_mode``; the number of
+    intra-op threads is torch's process-wide setting (``torch.set_num_threads``)."""
+
+    def __init__(self, path: str | Path, spec: PolicySpec) -> None:
+        super().__init__(spec)
+        try:
+            with _quiet_export():
+                module = torch.jit.load(str(path), map_location="cpu")
+        except Exception as e:  # torch raises RuntimeError / ValueError variants
+            raise ArtifactError(f"{path}: torch.jit.load cannot read it: {e}") from e
+        self.module = module.eval()
+
+    def _run(self, obs: np.ndarray) -> list[np.ndarray]:
+        with torch.inference_mode():
+            args = [torch.from_numpy(obs)]
+            if self.spec.recurrent:
+                assert self.h is not None and self.c is not None
+                args += [torch.from_numpy(self.h), torch.from_numpy(self.c)]
+            outs = self.module(*args)
+        return [o.numpy() for o in outs]
+
+
+def load_exported(path: str | Path, *, threads: int = 1) -> DeployedPolicy:
+    """Load an artifact written by :func:`export_model` as a callable policy with
+    :class:`~impala_hybrid.evaluation.policy.TorchPolicy`'s interface (``obs -> env action``,
+    ``reset``, ``observe_done``). Same as :func:`impala_hybrid.deploy.inference.load_policy`."""
+    return load_policy(path, threads=threads)
