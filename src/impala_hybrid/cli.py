@@ -1,8 +1,9 @@
 """Command-line entry point ``impala-hybrid``.
 
 One small function per subcommand (``cmd_<name>``), registered in :func:`build_parser`
-by an ``_add_<name>`` function. Implemented: ``eval`` (classical policies on fixed seeds) and
-``tune-heuristics``. Still to come: train, compare, report, bench, export.
+by an ``_add_<name>`` function. Implemented: ``eval`` (classical policies on fixed seeds),
+``tune-heuristics`` and ``train`` (a run directory with logs, evaluations and checkpoints;
+``--resume`` continues one). Still to come: compare, report, bench, export.
 
 Bad input (unknown policy, non-positive counts, unknown or invalid config field) prints one
 line ``impala-hybrid <command>: error: ...`` on stderr and exits with status 2.
@@ -293,9 +294,82 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- train ----------------------------------------------------------------------------------
+
+
+def _add_train(sub: Any) -> None:
+    # Presets and runtimes are checked in cmd_train, not as argparse choices: listing them
+    # here would import torch for every subcommand's parser.
+    p = sub.add_parser(
+        "train",
+        help="train into a run directory (config.yaml, metrics, TensorBoard, checkpoints)",
+        description="Train from a YAML config or a preset into --out, or continue a stopped "
+        "run with --resume. Ctrl-C or SIGTERM finishes the learner step and writes "
+        "checkpoints/last.pt.",
+    )
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--config", metavar="FILE.yaml", help="training config (TrainConfig YAML)")
+    src.add_argument(
+        "--preset", metavar="NAME", help="start from a preset (cartpole, pendulum, ...)"
+    )
+    p.add_argument(
+        "--out", metavar="RUN_DIR", help="new run directory (must not exist or be empty)"
+    )
+    p.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from checkpoints/last.pt"
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="override a config field (YAML value), e.g. algo.lr=1e-3, model.hidden=[64,64], "
+        "env_kwargs.episode_steps=200, total_steps=100000; repeatable",
+    )
+    p.add_argument(
+        "--runtime",
+        default="serial",
+        help="how actors and learner run: a name in runtime.trainer.RUNTIMES (default serial)",
+    )
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from impala_hybrid.envs.factory import EnvSpecError
+    from impala_hybrid.experiments.config_io import load_config
+    from impala_hybrid.models.spaces import SpaceError
+    from impala_hybrid.runtime.checkpoint import CheckpointError
+    from impala_hybrid.runtime.trainer import RUNTIMES, RunDirError, resume_run, start_run
+
+    console = _console()
+    if args.runtime not in RUNTIMES:
+        raise CliError(f"unknown runtime {args.runtime!r}; valid: {', '.join(RUNTIMES)}")
+    try:
+        if args.resume is not None:
+            if args.config is not None or args.preset is not None or args.out is not None:
+                raise CliError(
+                    "--resume RUN_DIR takes its config from RUN_DIR/config.yaml: "
+                    "drop --config/--preset/--out (use --set to change fields)"
+                )
+            trainer = resume_run(
+                args.resume, overrides=args.overrides, runtime=args.runtime, console=console
+            )
+        else:
+            if args.config is None and args.preset is None:
+                raise CliError("give --config FILE.yaml or --preset NAME (or --resume RUN_DIR)")
+            if args.out is None:
+                raise CliError("--out RUN_DIR is required for a new run")
+            cfg = load_config(args.config, preset=args.preset, overrides=args.overrides)
+            trainer = start_run(cfg, args.out, runtime=args.runtime, console=console)
+    except (ConfigError, CheckpointError, RunDirError, EnvSpecError, SpaceError) as e:
+        raise CliError(str(e)) from None
+    return trainer.run()
+
+
 # --- entry point ---------------------------------------------------------------------------
 
-SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (_add_eval, _add_tune)
+SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (_add_eval, _add_tune, _add_train)
 
 
 def build_parser() -> argparse.ArgumentParser:

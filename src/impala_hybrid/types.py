@@ -82,6 +82,42 @@ class Batch:
             policy_version=move(self.policy_version),
         )
 
+    def tensors(self) -> list[Tensor]:
+        """Every tensor of the batch in a fixed order (for copies and shared memory)."""
+        acts = (
+            [self.actions.discrete, self.actions.continuous]
+            if isinstance(self.actions, HybridAction)
+            else [self.actions]
+        )
+        return [
+            self.obs,
+            self.first,
+            *acts,
+            self.behaviour_logp,
+            self.rewards,
+            self.terminated,
+            self.truncated,
+            self.final_obs,
+            *self.core_state,
+            self.policy_version,
+        ]
+
+    def share_memory_(self) -> Batch:
+        """Move every tensor to shared memory (in place), for slots written by actor processes."""
+        for t in self.tensors():
+            t.share_memory_()
+        return self
+
+    def copy_(self, src: Batch) -> Batch:
+        """Copy ``src`` into this batch's tensors (same layout), e.g. an unroll into its slot."""
+        for dst, s in zip(self.tensors(), src.tensors(), strict=True):
+            dst.copy_(s)
+        return self
+
+    def clone(self) -> Batch:
+        """A deep copy with its own storage."""
+        return Batch.concat([self])
+
     @staticmethod
     def concat(batches: Sequence[Batch]) -> Batch:
         """Join unrolls along the batch axis (dim 1 for time-major fields, 0 for per-unroll)."""

@@ -23,6 +23,7 @@ convention) instead of the scalarised one.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import gymnasium as gym
@@ -113,6 +114,46 @@ class UAVNetVectorEnv(VectorEnv):
     def state(self) -> Any:
         """The simulator state arrays (read them; heuristics and tests use this)."""
         return self.sim.state
+
+    _BUFFERS = ("obs", "reward_vec", "reward", "terminated", "truncated")
+
+    def get_state(self) -> dict[str, Any]:
+        """A copy of everything that determines future steps, for exact resume.
+
+        That is all :class:`~impala_hybrid.envs.core.UAVState` arrays (queues, regimes,
+        episode accumulators and the per-env random streams), the simulator's output buffers
+        and the autoreset bookkeeping. Config and packed parameters are not included: they
+        are rebuilt from the run's config.
+        """
+        s = self.sim.state
+        return {
+            "state": {f.name: getattr(s, f.name).copy() for f in dataclasses.fields(s)},
+            "buffers": {name: getattr(self.sim, name).copy() for name in self._BUFFERS},
+            "needs_reset": self._needs_reset.copy(),
+            "seeded": bool(self._seeded),
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`get_state` output (copied in place; shapes and dtypes must match)."""
+        s = self.sim.state
+        targets = {f"state.{f.name}": getattr(s, f.name) for f in dataclasses.fields(s)}
+        targets.update({f"buffers.{n}": getattr(self.sim, n) for n in self._BUFFERS})
+        targets["needs_reset"] = self._needs_reset
+        sources = {f"state.{k}": v for k, v in state["state"].items()}
+        sources.update({f"buffers.{k}": v for k, v in state["buffers"].items()})
+        sources["needs_reset"] = state["needs_reset"]
+        if set(sources) != set(targets):
+            raise ValueError(f"env state has arrays {sorted(sources)}, expected {sorted(targets)}")
+        for key, dst in targets.items():
+            src = np.asarray(sources[key])
+            if src.shape != dst.shape or src.dtype != dst.dtype:
+                raise ValueError(
+                    f"env state {key} has shape {src.shape} {src.dtype}, expected "
+                    f"{dst.shape} {dst.dtype} (a different num_envs or config?)"
+                )
+        for key, dst in targets.items():
+            dst[...] = sources[key]
+        self._seeded = bool(state["seeded"])
 
     def reset(
         self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None

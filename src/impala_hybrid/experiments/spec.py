@@ -20,6 +20,25 @@ from impala_hybrid.validation import ConfigError, spec, validate
 
 
 @dataclasses.dataclass(frozen=True)
+class LocalConfig:
+    """Process layout of the local runtime (``runtime/local.py``; ignored by ``serial``)."""
+
+    num_actors: int = spec(2, "actor processes", lo=1)
+    envs_per_actor: int = spec(32, "environments each actor steps as one batch", lo=1)
+    slots_per_actor: int | None = spec(
+        None, "shared rollout slots each actor owns (default: enough for 2 batches, >= 2)", lo=1
+    )
+    max_policy_lag: int | None = spec(
+        None, "drop unrolls produced more than this many updates ago (off if null)", lo=0
+    )
+    actor_check_s: float = spec(1.0, "seconds between actor liveness checks", lo=0.01)
+    max_restarts: int = spec(10, "actor restarts allowed before the run fails", lo=0)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """A whole training run."""
 
@@ -38,11 +57,23 @@ class TrainConfig:
     )  # fmt: skip
     torch_threads: int = spec(1, "intra-op threads of the learner", lo=1)
     log_interval: int = spec(10, "learner steps between progress records", lo=1)
+    # Run-directory settings (runtime/trainer.py); train_serial ignores them.
+    eval_interval: int = spec(
+        100_000, "env steps between greedy evaluations on fixed seeds; 0: only at the end", lo=0
+    )
+    eval_episodes: int = spec(32, "episodes per evaluation (fixed seeds)", lo=1)
+    eval_seed: int = spec(0, "seed of the evaluation episodes (the same at every evaluation)", lo=0)
+    checkpoint_interval: int = spec(
+        100_000, "env steps between checkpoints (last.pt); one is also written at the end", lo=1
+    )
     model: ModelConfig = dataclasses.field(
         default_factory=ModelConfig, metadata={"doc": "network architecture"}
     )
     algo: IMPALAConfig = dataclasses.field(
         default_factory=IMPALAConfig, metadata={"doc": "learner hyper-parameters"}
+    )
+    local: LocalConfig = dataclasses.field(
+        default_factory=LocalConfig, metadata={"doc": "process layout of the local runtime"}
     )
 
     def __post_init__(self) -> None:

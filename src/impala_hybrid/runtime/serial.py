@@ -9,12 +9,18 @@ Wiring (the whole data flow of this runtime):
 
     env (SAME_STEP vector env) -> Actor.unroll(version) -> Batch [T, B] -> Learner.step
     -> metrics; the actor's next unroll sees the updated weights (same module).
+
+:class:`SerialRun` is that loop as an object stepped one learner step at a time, with
+``state_dict``/``load_state_dict`` at learner-step boundaries for checkpoints;
+:func:`train_serial` drives it to the end in memory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable
+import random
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -26,6 +32,7 @@ from impala_hybrid.envs.factory import make_vector_env
 from impala_hybrid.experiments.spec import TrainConfig, reward_setup
 from impala_hybrid.models.actor_critic import ActorCritic
 from impala_hybrid.models.spaces import action_spec, obs_dim
+from impala_hybrid.runtime.progress import Progress
 from impala_hybrid.types import Batch
 
 
@@ -68,41 +75,120 @@ def build(cfg: TrainConfig) -> tuple[Any, Learner, Actor]:
 Callback = Callable[[dict[str, float], Learner], None]
 
 
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` intra-op threads, restoring the previous count after."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+class SerialRun:
+    """The serial training loop as an object: one learner step per :meth:`step`.
+
+    Why an object: the run-directory layer (``runtime/trainer.py``) interleaves evaluation,
+    checkpoints and signal handling between learner steps, and a checkpoint must capture the
+    loop's own accumulators (the partial progress record), not only the learner and actor.
+    :meth:`state_dict` at a learner-step boundary, loaded into a fresh ``SerialRun`` of the
+    same config, continues exactly as the original would have on the native UAV env; on
+    other envs the actor restarts its envs (see :meth:`Actor.load_state_dict`).
+    """
+
+    name = "serial"
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.env, self.learner, self.actor = build(cfg)
+        self.per_step = cfg.algo.batch_size // cfg.num_envs
+        self.returns: list[float] = []  # episode returns completed in this process
+        self.progress = Progress(cfg.log_interval)
+
+    @property
+    def exact_resume(self) -> bool:
+        """True where :meth:`load_state_dict` restores the env exactly (the native UAV env)."""
+        return callable(getattr(self.env, "set_state", None))
+
+    @property
+    def env_steps(self) -> int:
+        return self.learner.samples
+
+    @property
+    def done(self) -> bool:
+        return self.learner.samples >= self.cfg.total_steps
+
+    def step(self) -> dict[str, float] | None:
+        """One learner step; the progress record when one is due (every ``log_interval``
+        learner steps and at the last step), else None."""
+        actor, learner = self.actor, self.learner
+        parts = [actor.unroll(learner.version) for _ in range(self.per_step)]
+        metrics = learner.step(parts[0] if self.per_step == 1 else Batch.concat(parts))
+        ep_returns, _ = actor.drain_episodes()
+        self.returns.extend(ep_returns)
+        self.progress.add(metrics, ep_returns)
+        return self.progress.record(learner.samples, last=self.done)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Learner, actor (and env), global RNG states and the loop's accumulators."""
+        return {
+            "learner": self.learner.state_dict(),
+            "actor": self.actor.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "numpy": _numpy_rng_state(),
+                "python": _python_rng_state(),
+            },
+            "loop": self.progress.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.learner.load_state_dict(state["learner"])
+        self.actor.load_state_dict(state["actor"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(_numpy_rng_from(rng["numpy"]))  # noqa: NPY002 (the global state)
+        random.setstate(_python_rng_from(rng["python"]))
+        self.progress.load_state_dict(state["loop"])
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def _numpy_rng_state() -> dict[str, Any]:
+    name, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)  # noqa: NPY002
+    return {"name": name, "keys": keys, "pos": int(pos), "has_gauss": has_gauss, "gauss": gauss}
+
+
+def _numpy_rng_from(d: dict[str, Any]) -> tuple[Any, ...]:
+    keys = np.asarray(d["keys"], np.uint32)
+    return (str(d["name"]), keys, int(d["pos"]), int(d["has_gauss"]), float(d["gauss"]))
+
+
+def _python_rng_state() -> dict[str, Any]:
+    version, internal, gauss = random.getstate()
+    return {"version": version, "internal": list(internal), "gauss": gauss}
+
+
+def _python_rng_from(d: dict[str, Any]) -> tuple[Any, ...]:
+    return (int(d["version"]), tuple(int(x) for x in d["internal"]), d["gauss"])
+
+
 def train_serial(cfg: TrainConfig, callback: Callback | None = None) -> TrainResult:
     """Train until ``cfg.total_steps`` env steps.
 
     ``callback(record, learner)`` runs after each progress record (every ``log_interval``
     learner steps and at the end): for logging, evaluation or early stopping by exception.
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.torch_threads)
-    try:
-        env, learner, actor = build(cfg)
-        per_step = cfg.algo.batch_size // cfg.num_envs
+    with torch_threads(cfg.torch_threads):
+        run = SerialRun(cfg)
         history: list[dict[str, float]] = []
-        returns: list[float] = []
-        window: list[float] = []
-        sums: dict[str, float] = {}
-        count = 0
-        while learner.samples < cfg.total_steps:
-            parts = [actor.unroll(learner.version) for _ in range(per_step)]
-            metrics = learner.step(parts[0] if per_step == 1 else Batch.concat(parts))
-            for k, v in metrics.items():
-                sums[k] = sums.get(k, 0.0) + v
-            count += 1
-            ep_returns, _ = actor.drain_episodes()
-            returns.extend(ep_returns)
-            window.extend(ep_returns)
-            if count == cfg.log_interval or learner.samples >= cfg.total_steps:
-                record = {k: v / count for k, v in sums.items()}
-                record["env_steps"] = float(learner.samples)
-                record["episodes"] = float(len(returns))
-                record["episode_return"] = float(np.mean(window)) if window else float("nan")
+        while not run.done:
+            record = run.step()
+            if record is not None:
                 history.append(record)
                 if callback is not None:
-                    callback(record, learner)
-                sums, count, window = {}, 0, []
-        env.close()
-        return TrainResult(learner, history, returns)
-    finally:
-        torch.set_num_threads(threads)
+                    callback(record, run.learner)
+        run.close()
+        return TrainResult(run.learner, history, run.returns)

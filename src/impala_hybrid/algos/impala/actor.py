@@ -55,6 +55,7 @@ class Actor:
         self.reward_fn = reward_fn
         self.num_rewards = num_rewards
         self.num_envs = env.num_envs
+        self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
         obs, _ = env.reset(seed=seed)
         self.obs = torch.as_tensor(np.asarray(obs, np.float32).reshape(self.num_envs, -1))
@@ -71,6 +72,68 @@ class Actor:
         out = (self.episode_returns, self.episode_lengths)
         self.episode_returns, self.episode_lengths = [], []
         return out
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the next unroll depends on besides the model: observation, episode-start
+        flags, LSTM state, the sampling generator, episode trackers, the step counter and,
+        where the env supports ``get_state`` (the native UAV env), the env itself.
+
+        ``env`` is None for other envs (Gymnasium's ``SyncVectorEnv`` holds arbitrary Python
+        objects per env, which cannot be saved without pickling code); see
+        :meth:`load_state_dict` for what resuming then does.
+        """
+        get_state = getattr(self.env, "get_state", None)
+        return {
+            "obs": self.obs.clone(),
+            "first": self.first.clone(),
+            "core_state": [s.clone() for s in self.core_state],
+            "generator": self.generator.get_state(),
+            "ep_return": self._ep_return.copy(),
+            "ep_length": self._ep_length.copy(),
+            "episode_returns": list(self.episode_returns),
+            "episode_lengths": list(self.episode_lengths),
+            "env_steps": self.env_steps,
+            "env": get_state() if callable(get_state) else None,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`.
+
+        With a saved env state the next unroll is exactly the one the saved actor would have
+        produced. Without one (env not saveable, or this env cannot ``set_state``) the envs
+        restart: they are reset with a seed derived from ``(seed, env_steps)`` (deterministic,
+        distinct from the initial seed), every env starts a new episode and the unfinished
+        episodes are dropped from the return statistics. The sampling generator is still
+        restored, so such a resume is reproducible but not identical to an uninterrupted run.
+        """
+        self.env_steps = int(state["env_steps"])
+        self.generator.set_state(state["generator"])
+        set_state = getattr(self.env, "set_state", None)
+        if state.get("env") is not None and callable(set_state):
+            set_state(state["env"])
+            obs = torch.as_tensor(state["obs"])
+            if obs.shape != self.obs.shape:
+                raise ValueError(
+                    f"saved obs has shape {tuple(obs.shape)}, expected {tuple(self.obs.shape)}"
+                )
+            self.obs = obs.clone()
+            self.first = torch.as_tensor(state["first"]).clone()
+            self.core_state = tuple(torch.as_tensor(s).clone() for s in state["core_state"])
+            self._ep_return = np.asarray(state["ep_return"], np.float64).copy()
+            self._ep_length = np.asarray(state["ep_length"], np.int64).copy()
+            self.episode_returns = [float(x) for x in state["episode_returns"]]
+            self.episode_lengths = [int(x) for x in state["episode_lengths"]]
+            return
+        restart_seed = int(
+            np.random.SeedSequence([self.seed, self.env_steps]).generate_state(1, np.uint32)[0]
+        )
+        obs, _ = self.env.reset(seed=restart_seed)
+        self.obs = torch.as_tensor(np.asarray(obs, np.float32).reshape(self.num_envs, -1))
+        self.first = torch.ones(self.num_envs, dtype=torch.bool)
+        self.core_state = self.model.initial_state(self.num_envs)
+        self._ep_return = np.zeros(self.num_envs)
+        self._ep_length = np.zeros(self.num_envs, np.int64)
+        self.episode_returns, self.episode_lengths = [], []
 
     @torch.no_grad()
     def unroll(self, policy_version: int = 0) -> Batch:

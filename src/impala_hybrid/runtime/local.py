@@ -1,0 +1,399 @@
+"""The local runtime: actor processes, shared-memory rollout slots, slot indices over pipes.
+
+Wiring (TorchBeast MonoBeast's ``create_buffers``/``act``/``get_batch``; Sample Factory's
+``connect_components`` for the one-function view). Everything the processes exchange::
+
+    main process (learner)                          actor process a = 0..A-1
+    ----------------------                          ------------------------
+    slots[0..S-1]: Batch in shared memory,   <----  writes an unroll into one of ITS slots
+      S/A slots owned by each actor
+    pipe a (one duplex pipe per actor):
+      learner -> actor: a freed slot index  ---->   waits for a free slot (backpressure:
+                        or None (stop)              at most S/A unrolls in flight per actor)
+      actor -> learner: (slot, episode      <----   after each unroll
+                        returns, wait time)
+    shared_model + seq + version (weights)  ---->   pulled before an unroll when seq moved
+                                                    (a seqlock: retried if torn)
+
+    learner loop: wait on all pipes (multiprocessing.connection.wait, with a timeout) until
+    k = batch_size / envs_per_actor filled slots are ready, dropping unrolls older than
+    max_policy_lag (their slot goes straight back) -> copy the k slots into one [T, B] batch
+    -> send each slot index back to its owner -> Learner.step -> publish weights (seq odd,
+    copy, version, seq even).
+
+    failures: an actor that dies shows up as EOF on its pipe (or a dead process at a
+    liveness check every actor_check_s); it is restarted with a new pipe, and its slots that
+    the learner is not holding become the new incarnation's free slots. Training goes on.
+
+    shutdown: None on every pipe (each actor exits at its next wait), join with a timeout,
+    terminate what is left; also on an exception or KeyboardInterrupt in the learner.
+
+Why pipes and a seqlock, not shared queues and a lock: a process killed while holding a
+cross-process lock never releases it, and ``multiprocessing.Queue.get`` holds the queue's
+reader lock while it blocks, which is exactly where an idle actor waits. One pipe per actor
+has one reader and one writer per end, so no lock is shared and a killed actor cannot stall
+anyone; its pipe reports EOF instead.
+
+Processes are started with ``fork`` (Linux): slots and the shared model are inherited,
+nothing is pickled per unroll, only slot indices and episode returns travel through pipes.
+Actors run their env batch and CPU inference single-threaded; the learner uses
+``cfg.torch_threads`` threads. Every sample is trained on once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import multiprocessing as mp
+import signal
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+import torch
+
+from impala_hybrid.algos.impala.actor import Actor
+from impala_hybrid.algos.impala.learner import Learner
+from impala_hybrid.envs.factory import make_vector_env
+from impala_hybrid.experiments.spec import TrainConfig, reward_setup
+from impala_hybrid.models.actor_critic import ActorCritic
+from impala_hybrid.models.spaces import action_spec, obs_dim
+from impala_hybrid.runtime.progress import Progress
+from impala_hybrid.runtime.serial import TrainResult, torch_threads
+from impala_hybrid.types import Batch
+from impala_hybrid.validation import ConfigError
+
+
+def _actor_seed(cfg: TrainConfig, actor_id: int, restart: int) -> int:
+    """Actor 0's first incarnation uses the run seed (so one actor reproduces serial)."""
+    return cfg.seed + 7919 * actor_id + 104_729 * restart
+
+
+def _build_model(cfg: TrainConfig, env: Any, num_values: int) -> ActorCritic:
+    spec_ = action_spec(
+        env.single_action_space,
+        continuous_kind=cfg.model.continuous_kind,  # type: ignore[arg-type]
+        hybrid_mode=cfg.model.hybrid_mode,  # type: ignore[arg-type]
+    )
+    return ActorCritic(obs_dim(env.single_observation_space), spec_, cfg.model, num_values)
+
+
+class _Weights:
+    """Shared weights with a seqlock: the learner never waits, a reader retries if torn."""
+
+    def __init__(self, model: ActorCritic, ctx: Any) -> None:
+        self.model = copy.deepcopy(model).share_memory()
+        self.seq = ctx.Value("q", 0, lock=False)  # odd while the learner writes
+        self.version = ctx.Value("q", 0, lock=False)
+
+    def publish(self, model: ActorCritic, version: int) -> None:
+        self.seq.value += 1
+        _publish(model, self.model)
+        self.version.value = version
+        self.seq.value += 1
+
+    def pull(self, into: ActorCritic, seen_seq: int) -> tuple[int, int] | None:
+        """Copy newer weights into ``into``: (seq, version), or None if nothing new."""
+        if self.seq.value == seen_seq:
+            return None
+        while True:
+            seq = self.seq.value
+            if seq & 1:
+                time.sleep(0)
+                continue
+            into.load_state_dict(self.model.state_dict())
+            version = self.version.value
+            if self.seq.value == seq:
+                return seq, version
+
+
+def _actor_main(
+    actor_id: int,
+    seed: int,
+    cfg: TrainConfig,
+    slots: list[Batch],
+    free: list[int],
+    conn: Connection,
+    weights: _Weights,
+) -> None:
+    """One actor process: fill one of its free slots with an unroll, report it, repeat."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the learner owns Ctrl-C and shuts us down
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    torch.set_num_threads(1)
+    env = make_vector_env(cfg.env, cfg.local.envs_per_actor, cfg.env_kwargs)
+    reward_fn, reward_weights = reward_setup(cfg, env)
+    model = copy.deepcopy(weights.model)
+    seen, version = weights.pull(model, -1) or (-1, 0)
+    actor = Actor(
+        env, model, cfg.algo.unroll_length, seed=seed, reward_fn=reward_fn,
+        num_rewards=len(reward_weights),
+    )  # fmt: skip
+    free = list(free)
+    try:
+        while True:
+            t0 = time.perf_counter()
+            while not free or conn.poll():
+                msg = conn.recv()
+                if msg is None:
+                    return
+                free.append(msg)
+            wait_s = time.perf_counter() - t0
+            idx = free.pop(0)
+            pulled = weights.pull(model, seen)
+            if pulled is not None:
+                seen, version = pulled
+            slots[idx].copy_(actor.unroll(version))
+            returns, _ = actor.drain_episodes()
+            conn.send((idx, returns, wait_s))
+    except (EOFError, BrokenPipeError):
+        return  # the learner is gone
+    finally:
+        env.close()
+
+
+class LocalRun:
+    """The local runtime as an object: one learner step per :meth:`step` (see module doc).
+
+    Resume restores the learner, the optimizer and the progress counters; actors restart
+    with fresh environments, so a resumed local run is not bit-identical to an
+    uninterrupted one (no asynchronous run is).
+    """
+
+    name = "local"
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        local = cfg.local
+        n_env = local.envs_per_actor
+        if cfg.algo.batch_size % n_env != 0:
+            raise ConfigError(
+                f"LocalConfig.envs_per_actor = {n_env} is invalid: algo.batch_size = "
+                f"{cfg.algo.batch_size} must be a multiple of it (a batch is whole unrolls)"
+            )
+        self.per_batch = cfg.algo.batch_size // n_env
+        per_actor = local.slots_per_actor or max(2, -(-2 * self.per_batch // local.num_actors))
+        if per_actor * local.num_actors < self.per_batch:
+            raise ConfigError(
+                f"LocalConfig.slots_per_actor = {per_actor} is invalid: a batch needs "
+                f"{self.per_batch} slots and {local.num_actors} actors hold {per_actor} each"
+            )
+        self._ctx = mp.get_context("fork")
+        torch.manual_seed(cfg.seed)
+        # Model, learner and a one-step template unroll (to size the slots) in this process.
+        probe = make_vector_env(cfg.env, n_env, cfg.env_kwargs)
+        reward_fn, reward_weights = reward_setup(cfg, probe)
+        model = _build_model(cfg, probe, len(reward_weights))
+        self.learner = Learner(
+            model, cfg.algo, total_samples=cfg.total_steps, reward_weights=reward_weights
+        )
+        self.weights = _Weights(model, self._ctx)
+        template = Actor(
+            probe, copy.deepcopy(model), 1, seed=cfg.seed, reward_fn=reward_fn,
+            num_rewards=len(reward_weights),
+        ).unroll()  # fmt: skip
+        probe.close()
+        t_len = cfg.algo.unroll_length
+        self.slots = [_empty_slot(template, t_len) for _ in range(per_actor * local.num_actors)]
+        self.owned = [
+            list(range(a * per_actor, (a + 1) * per_actor)) for a in range(local.num_actors)
+        ]
+        self.ready: list[int] = []  # filled slots the learner holds, oldest first
+        self.restarts = [0] * local.num_actors
+        self.procs: list[Any] = [None] * local.num_actors
+        self.conns: list[Connection] = [None] * local.num_actors  # type: ignore[list-item]
+        self.returns: list[float] = []  # episode returns completed in this process
+        self.progress = Progress(cfg.log_interval)
+        self.dropped = 0
+        self.learner_wait = 0.0
+        self.actor_wait = 0.0
+        self.actor_unrolls = 0
+        self._new_returns: list[float] = []
+        self._start_time = self._last_check = time.perf_counter()
+        self._start_samples = 0
+        for a in range(local.num_actors):
+            self._start(a, self.owned[a])
+
+    @property
+    def exact_resume(self) -> bool:
+        return False
+
+    @property
+    def env_steps(self) -> int:
+        return self.learner.samples
+
+    @property
+    def done(self) -> bool:
+        return self.learner.samples >= self.cfg.total_steps
+
+    def _start(self, a: int, free: list[int]) -> None:
+        mine, theirs = self._ctx.Pipe(duplex=True)
+        seed = _actor_seed(self.cfg, a, self.restarts[a])
+        args = (a, seed, self.cfg, self.slots, free, theirs, self.weights)
+        proc = self._ctx.Process(target=_actor_main, args=args, daemon=True, name=f"actor-{a}")
+        proc.start()
+        theirs.close()  # the child holds its end; EOF here now means the child is gone
+        self.procs[a], self.conns[a] = proc, mine
+
+    def _restart(self, a: int) -> None:
+        proc = self.procs[a]
+        if proc.is_alive():
+            proc.kill()
+        proc.join(1.0)
+        if self.restarts[a] >= self.cfg.local.max_restarts:
+            raise RuntimeError(
+                f"actor {a} died {self.restarts[a] + 1} times (exit {proc.exitcode})"
+            )
+        self.conns[a].close()
+        self.restarts[a] += 1
+        held = set(self.ready)  # full slots the learner still holds go back after the batch
+        self._start(a, [i for i in self.owned[a] if i not in held])
+
+    def revive_dead(self) -> None:
+        for a, proc in enumerate(self.procs):
+            if not proc.is_alive():
+                self._restart(a)
+
+    def _free(self, idx: int) -> None:
+        """Hand a slot back to the actor that owns it."""
+        a = idx // len(self.owned[0])
+        try:
+            self.conns[a].send(idx)
+        except (BrokenPipeError, OSError):
+            self._restart(a)  # the new incarnation gets the slot as free
+
+    def _receive(self, timeout: float) -> None:
+        """Collect finished unrolls from whichever actors have reported."""
+        local = self.cfg.local
+        max_lag = local.max_policy_lag if local.max_policy_lag is not None else 1 << 62
+        for ready in wait(list(self.conns), timeout=timeout):
+            a = self.conns.index(ready)  # type: ignore[arg-type]
+            conn = self.conns[a]
+            try:
+                idx, returns, wait_s = conn.recv()
+            except (EOFError, OSError):
+                self._restart(a)
+                continue
+            self._new_returns.extend(returns)
+            self.actor_wait += wait_s
+            self.actor_unrolls += 1
+            if self.learner.version - int(self.slots[idx].policy_version[0]) > max_lag:
+                self.dropped += 1
+                self._free(idx)
+            else:
+                self.ready.append(idx)
+
+    def _take_batch(self) -> Batch:
+        """Wait for enough filled slots, copy them into one batch, hand the slots back."""
+        t0 = time.perf_counter()
+        while len(self.ready) < self.per_batch:
+            self._receive(self.cfg.local.actor_check_s)
+            if time.perf_counter() - self._last_check >= self.cfg.local.actor_check_s:
+                self.revive_dead()  # found even while the other actors keep us busy
+                self._last_check = time.perf_counter()
+        self.learner_wait += time.perf_counter() - t0
+        idxs, self.ready = self.ready[: self.per_batch], self.ready[self.per_batch :]
+        batch = Batch.concat([self.slots[i] for i in idxs])  # copies out of the slots
+        for i in idxs:
+            self._free(i)
+        return batch
+
+    def step(self) -> dict[str, float] | None:
+        """One learner step; the progress record when one is due, else None."""
+        metrics = self.learner.step(self._take_batch())
+        self.weights.publish(self.learner.model, self.learner.version)
+        self._receive(0.0)  # pick up returns reported meanwhile
+        new_returns, self._new_returns = self._new_returns, []
+        self.returns.extend(new_returns)
+        self.progress.add(metrics, new_returns)
+        record = self.progress.record(self.learner.samples, last=self.done)
+        if record is not None:
+            elapsed = time.perf_counter() - self._start_time
+            record.update(
+                fps=(self.learner.samples - self._start_samples) / elapsed,
+                learner_wait_frac=self.learner_wait / elapsed,
+                actor_wait_mean_s=self.actor_wait / max(self.actor_unrolls, 1),
+                dropped_unrolls=float(self.dropped),
+                actor_restarts=float(sum(self.restarts)),
+            )
+        return record
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "learner": self.learner.state_dict(),
+            "loop": self.progress.state_dict(),
+            "counters": {"dropped": self.dropped, "restarts": list(self.restarts)},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.learner.load_state_dict(state["learner"])
+        self.progress.load_state_dict(state["loop"])
+        self.dropped = int(state["counters"]["dropped"])
+        self.weights.publish(self.learner.model, self.learner.version)
+        self._start_samples = self.learner.samples
+        self._start_time = time.perf_counter()
+
+    def close(self) -> None:
+        for conn in self.conns:
+            with contextlib.suppress(BrokenPipeError, OSError):
+                conn.send(None)
+        deadline = time.perf_counter() + 5.0
+        for proc in self.procs:
+            proc.join(max(0.0, deadline - time.perf_counter()))
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(1.0)
+        for conn in self.conns:
+            conn.close()
+
+
+def train_local(
+    cfg: TrainConfig, callback: Callable[[dict[str, float], Learner], None] | None = None
+) -> TrainResult:
+    """Train with ``cfg.local.num_actors`` actor processes feeding one learner."""
+    with torch_threads(cfg.torch_threads):
+        run = LocalRun(cfg)
+        history: list[dict[str, float]] = []
+        try:
+            while not run.done:
+                record = run.step()
+                if record is not None:
+                    history.append(record)
+                    if callback is not None:
+                        callback(record, run.learner)
+        finally:
+            run.close()
+        return TrainResult(run.learner, history, run.returns)
+
+
+def _empty_slot(template: Batch, t_len: int) -> Batch:
+    """A zeroed slot in shared memory shaped like ``template`` but with ``t_len`` steps."""
+
+    def like(x: torch.Tensor, steps: int | None) -> torch.Tensor:
+        shape = (steps, *x.shape[1:]) if steps is not None else tuple(x.shape)
+        return torch.zeros(shape, dtype=x.dtype)
+
+    acts = template.actions
+    actions: Any
+    if isinstance(acts, torch.Tensor):
+        actions = like(acts, t_len)
+    else:
+        actions = type(acts)(like(acts.discrete, t_len), like(acts.continuous, t_len))
+    return Batch(
+        obs=like(template.obs, t_len + 1),
+        first=like(template.first, t_len + 1),
+        actions=actions,
+        behaviour_logp=like(template.behaviour_logp, t_len),
+        rewards=like(template.rewards, t_len),
+        terminated=like(template.terminated, t_len),
+        truncated=like(template.truncated, t_len),
+        final_obs=like(template.final_obs, t_len),
+        core_state=tuple(like(s, None) for s in template.core_state),
+        policy_version=like(template.policy_version, None),
+    ).share_memory_()
+
+
+@torch.no_grad()
+def _publish(model: ActorCritic, shared: ActorCritic) -> None:
+    for dst, src in zip(shared.state_dict().values(), model.state_dict().values(), strict=True):
+        dst.copy_(src)

@@ -1,0 +1,58 @@
+"""Progress records shared by the runtimes: learner metrics averaged over a log interval.
+
+One record every ``log_interval`` learner steps (and at the last one): the mean of each
+learner metric over the interval, the env steps so far, the episodes completed in the whole
+run and the mean return of those completed in the interval. Its state is part of a
+checkpoint so a resumed run writes the same records as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+
+class Progress:
+    """Accumulates learner metrics and episode returns between records."""
+
+    def __init__(self, log_interval: int) -> None:
+        self.log_interval = log_interval
+        self.episodes = 0  # completed in the whole run (survives resume)
+        self._window: list[float] = []
+        self._sums: dict[str, float] = {}
+        self._count = 0
+
+    def add(self, metrics: dict[str, float], episode_returns: Iterable[float]) -> None:
+        for k, v in metrics.items():
+            self._sums[k] = self._sums.get(k, 0.0) + v
+        self._count += 1
+        returns = list(episode_returns)
+        self.episodes += len(returns)
+        self._window.extend(returns)
+
+    def record(self, env_steps: int, last: bool) -> dict[str, float] | None:
+        """The record if one is due (every ``log_interval`` adds, or ``last``), else None."""
+        if self._count == 0 or (self._count < self.log_interval and not last):
+            return None
+        record = {k: v / self._count for k, v in self._sums.items()}
+        record["env_steps"] = float(env_steps)
+        record["episodes"] = float(self.episodes)
+        record["episode_return"] = float(np.mean(self._window)) if self._window else float("nan")
+        self._sums, self._count, self._window = {}, 0, []
+        return record
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "episodes": self.episodes,
+            "window": list(self._window),
+            "sums": dict(self._sums),
+            "count": self._count,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.episodes = int(state["episodes"])
+        self._window = [float(x) for x in state["window"]]
+        self._sums = {str(k): float(v) for k, v in state["sums"].items()}
+        self._count = int(state["count"])

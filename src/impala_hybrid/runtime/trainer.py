@@ -1,0 +1,542 @@
+"""The run directory on top of a runtime: logs, evaluation, checkpoints, stop and resume.
+
+A runtime (``RUNTIMES``: ``serial`` or ``local``) knows how to take one learner step and how
+to snapshot itself. Everything a user keeps from a run lives here, in one directory::
+
+    runs/NAME/
+      config.yaml               the resolved TrainConfig (loads back equal; --resume reads it)
+      metrics.jsonl             one JSON line per progress record (learner metrics, fps, ...)
+      eval.jsonl                one line per evaluation (greedy policy next to the baselines)
+      events.out.tfevents.*     TensorBoard: train/* and eval/* scalars over env steps
+      checkpoints/last.pt       latest state (every checkpoint_interval env steps, at the end,
+                                and on Ctrl-C / SIGTERM)
+      checkpoints/best.pt       state at the best evaluation return so far
+
+Evaluation runs every ``eval_interval`` env steps and at the end, on the same fixed seeds
+every time: on the UAV env with ``evaluation.rollout.evaluate`` (common random numbers, so
+the trained policy and the classical ``local_only``/``maxweight`` baselines, computed once,
+face identical sample paths); on other envs with ``evaluation.policy.evaluate_returns``.
+Evaluation never touches the training state, so it does not change the training run.
+
+Stopping: SIGINT or SIGTERM sets a flag; the current learner step finishes, ``last.pt`` is
+written and :meth:`Trainer.run` returns 130 (SIGINT) or 143 (SIGTERM). A second signal
+interrupts at once (``KeyboardInterrupt``); the atomic write keeps the previous ``last.pt``.
+
+Resume (:func:`resume_run`) reads ``config.yaml`` and ``checkpoints/last.pt`` and continues
+to ``total_steps``. Evaluations and checkpoints due at the step a run stopped at run first,
+and log lines beyond the checkpoint (a crash after it) are dropped, so on the native UAV env
+a stopped and resumed serial run writes the same metrics, evaluations and weights as an
+uninterrupted one (only wall-clock fields differ). On other envs the actor restarts its envs
+at the resume point (``Actor.load_state_dict``), so the continuation is reproducible but not
+identical.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any, Protocol
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from impala_hybrid import UAVNET_ID
+from impala_hybrid.algos.impala.learner import Learner
+from impala_hybrid.experiments.config_io import (
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    save_config,
+)
+from impala_hybrid.experiments.spec import TrainConfig
+from impala_hybrid.runtime.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from impala_hybrid.runtime.local import LocalRun
+from impala_hybrid.runtime.serial import SerialRun, torch_threads
+from impala_hybrid.validation import ConfigError
+
+
+class Runtime(Protocol):
+    """What the trainer needs from a runtime (see :class:`~.serial.SerialRun`)."""
+
+    name: str
+    learner: Learner
+
+    @property
+    def exact_resume(self) -> bool: ...
+
+    @property
+    def env_steps(self) -> int: ...
+
+    @property
+    def done(self) -> bool: ...
+
+    def step(self) -> dict[str, float] | None: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+#: ``--runtime`` choices: name -> factory taking the config. Add faster runtimes here.
+RUNTIMES: dict[str, Callable[[TrainConfig], Runtime]] = {"serial": SerialRun, "local": LocalRun}
+
+BASELINES = ("local_only", "maxweight")
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.jsonl"
+EVAL_FILE = "eval.jsonl"
+LAST = "checkpoints/last.pt"
+BEST = "checkpoints/best.pt"
+EXIT_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
+#: Keys of metrics.jsonl lines that depend on wall-clock time (everything else is exact).
+TIME_KEYS = ("wall_s", "fps")
+
+
+class RunDirError(Exception):
+    """A run directory that cannot be started or resumed (exists, or lacks its files)."""
+
+
+def _json_line(record: dict[str, Any]) -> str:
+    def clean(x: Any) -> Any:
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, list | tuple):
+            return [clean(v) for v in x]
+        if isinstance(x, float | np.floating):
+            return float(x) if math.isfinite(x) else None
+        if isinstance(x, np.integer):
+            return int(x)
+        return x
+
+    return json.dumps(clean(record), allow_nan=False)
+
+
+# --- evaluation -----------------------------------------------------------------------------
+
+
+class Evaluator:
+    """Greedy evaluation on fixed seeds; baselines (UAV env only) computed once."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.uav = cfg.env == UAVNET_ID
+
+    def _uav(self, policy: Any, name: str) -> dict[str, Any]:
+        from impala_hybrid.envs.config import UAVNetConfig
+        from impala_hybrid.evaluation.rollout import evaluate
+
+        res = evaluate(
+            policy,
+            UAVNetConfig(**self.cfg.env_kwargs),
+            episodes=1,
+            num_envs=self.cfg.eval_episodes,
+            seed=self.cfg.eval_seed,
+            name=name,
+        )
+        return res.to_dict()
+
+    def baselines(self) -> dict[str, dict[str, Any]]:
+        """``name -> result`` of the classical policies on the evaluation seeds (UAV only)."""
+        if not self.uav:
+            return {}
+        from impala_hybrid.envs.config import UAVNetConfig
+        from impala_hybrid.envs.heuristics import make_heuristic
+
+        env_cfg = UAVNetConfig(**self.cfg.env_kwargs)
+        return {name: self._uav(make_heuristic(name, env_cfg), name) for name in BASELINES}
+
+    def __call__(self, learner: Learner) -> dict[str, Any]:
+        """The greedy policy's return (mean, std) and, on the UAV env, the full result."""
+        from impala_hybrid.evaluation.policy import TorchPolicy, evaluate_returns
+
+        model = learner.model
+        model.eval()
+        try:
+            if self.uav:
+                res = self._uav(TorchPolicy(model), "impala")
+                return {
+                    "return_mean": res["return"]["mean"],
+                    "return_std": res["return"]["std"],
+                    "result": res,
+                }
+            returns = evaluate_returns(
+                model,
+                self.cfg.env,
+                self.cfg.eval_episodes,
+                self.cfg.eval_seed,
+                env_kwargs=self.cfg.env_kwargs,
+                num_envs=min(self.cfg.eval_episodes, 8),
+            )
+            std = float(returns.std(ddof=1)) if returns.size > 1 else 0.0
+            return {"return_mean": float(returns.mean()), "return_std": std}
+        finally:
+            model.train()
+
+
+# --- the trainer ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class TrainerState:
+    """The trainer's own counters; saved in every checkpoint next to the runtime state."""
+
+    next_eval: int
+    next_checkpoint: int
+    last_eval_step: int = -1
+    best_return: float | None = None
+    learner_steps: int = 0
+    train_seconds: float = 0.0  # time spent in learner steps, all sessions
+    baselines: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{x:.2f}"
+
+
+def _next_multiple(steps: int, interval: int) -> int:
+    return (steps // interval + 1) * interval
+
+
+class Trainer:
+    """Drives a runtime and owns the run directory (see the module docstring).
+
+    Create with :func:`start_run` or :func:`resume_run`. ``on_step(trainer)`` runs after
+    every learner step (tests use it to send a signal; it may call :meth:`request_stop`).
+    """
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        run_dir: Path,
+        *,
+        runtime: str = "serial",
+        checkpoint: dict[str, Any] | None = None,
+        console: Console | None = None,
+        on_step: Callable[[Trainer], None] | None = None,
+    ) -> None:
+        if runtime not in RUNTIMES:
+            raise ConfigError(f"unknown runtime {runtime!r}; valid: {', '.join(RUNTIMES)}")
+        self.cfg = cfg
+        self.run_dir = run_dir
+        self.runtime_name = runtime
+        self.console = console or Console()
+        self.on_step = on_step
+        self.stop_signal: int | None = None
+        self.evaluator = Evaluator(cfg)
+        self.runtime = self._make_runtime()
+        self.resumed_from: int | None = None
+        self.state = TrainerState(
+            next_eval=cfg.eval_interval if cfg.eval_interval > 0 else -1,
+            next_checkpoint=cfg.checkpoint_interval,
+        )
+        if checkpoint is not None:
+            self._restore(checkpoint)
+            self.resumed_from = self.runtime.env_steps
+
+    def _make_runtime(self) -> Runtime:
+        try:
+            return RUNTIMES[self.runtime_name](self.cfg)
+        except TypeError as e:  # e.g. env_kwargs the env's constructor does not take
+            raise ConfigError(
+                f"cannot make env {self.cfg.env!r} with env_kwargs {self.cfg.env_kwargs!r}: {e}"
+            ) from None
+
+    def _restore(self, ckpt: dict[str, Any]) -> None:
+        path = self.run_dir / LAST
+        name = ckpt.get("runtime")
+        if name != self.runtime_name:
+            raise CheckpointError(
+                f"checkpoint {path} was written by runtime {name!r}; resume it with "
+                f"--runtime {name}"
+            )
+        try:
+            self.runtime.load_state_dict(ckpt["state"])
+            fields = {f.name for f in dataclasses.fields(TrainerState)}
+            self.state = TrainerState(**{k: v for k, v in ckpt["trainer"].items() if k in fields})
+        except (KeyError, ValueError, RuntimeError, TypeError) as e:
+            raise CheckpointError(
+                f"checkpoint {path} does not fit this run's config ({type(e).__name__}: "
+                f"{str(e).splitlines()[0] if str(e) else 'missing entry'})"
+            ) from None
+
+    # --- control ---
+
+    def request_stop(self, signum: int = signal.SIGINT) -> None:
+        """Stop after the current learner step and write ``last.pt`` (as SIGINT does)."""
+        if self.stop_signal is None:
+            self.stop_signal = signum
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.stop_signal is not None:  # second signal: stop now (last.pt stays intact)
+            raise KeyboardInterrupt
+        self.stop_signal = signum
+
+    @contextmanager
+    def _signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield  # signal handlers can only be set in the main thread
+            return
+        previous = {s: signal.signal(s, self._on_signal) for s in EXIT_STATUS}
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    # --- files ---
+
+    def _payload(self) -> dict[str, Any]:
+        return {
+            "runtime": self.runtime_name,
+            "config": config_to_dict(self.cfg),
+            "env_steps": self.runtime.env_steps,
+            "saved_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "state": self.runtime.state_dict(),
+            "trainer": dataclasses.asdict(self.state),
+        }
+
+    def save(self, which: str = LAST) -> Path:
+        return save_checkpoint(self.run_dir / which, self._payload())
+
+    def _truncate_logs(self, env_steps: int) -> None:
+        """Drop log lines written after the checkpoint being resumed (a crash after it)."""
+        for name in (METRICS_FILE, EVAL_FILE):
+            path = self.run_dir / name
+            if not path.exists():
+                continue
+            keep = []
+            for line in path.read_text().splitlines():
+                try:
+                    steps = json.loads(line).get("env_steps", 0)
+                except (json.JSONDecodeError, AttributeError):
+                    continue  # a line cut by the crash
+                if steps is not None and steps <= env_steps:
+                    keep.append(line)
+            path.write_text("".join(f"{line}\n" for line in keep))
+
+    # --- the loop ---
+
+    def _evaluate(self, writer: Any, eval_log: Any) -> None:
+        steps = self.runtime.env_steps
+        result = self.evaluator(self.runtime.learner)
+        st = self.state
+        st.last_eval_step = steps
+        ret = result["return_mean"]
+        line: dict[str, Any] = {"env_steps": steps, **result}
+        if st.baselines:
+            line["baselines"] = {k: v["return"]["mean"] for k, v in st.baselines.items()}
+        eval_log.write(_json_line(line) + "\n")
+        eval_log.flush()
+        writer.add_scalar("eval/return_mean", ret, steps)
+        for k, v in line.get("baselines", {}).items():
+            writer.add_scalar(f"eval/baseline_{k}", v, steps)
+        improved = ret is not None and math.isfinite(ret)
+        improved = improved and (st.best_return is None or ret > st.best_return)
+        if improved:
+            st.best_return = float(ret)
+        msg = f"eval @ {steps:,} steps: return {_fmt(ret)} ± {_fmt(result['return_std'])}"
+        if "baselines" in line:
+            msg += " (" + ", ".join(f"{k} {v:.2f}" for k, v in line["baselines"].items()) + ")"
+        self.console.print(msg + (" [best]" if improved else ""))
+        if improved:
+            self.save(BEST)
+
+    def _periodic(self, writer: Any, eval_log: Any) -> None:
+        """Evaluations and checkpoints due at the current step."""
+        st, steps = self.state, self.runtime.env_steps
+        if 0 <= st.next_eval <= steps:
+            st.next_eval = _next_multiple(steps, self.cfg.eval_interval)
+            self._evaluate(writer, eval_log)
+        if st.next_checkpoint <= steps:
+            st.next_checkpoint = _next_multiple(steps, self.cfg.checkpoint_interval)
+            self.save(LAST)
+
+    def _log(
+        self, record: dict[str, float], writer: Any, metrics_log: Any, fps: float
+    ) -> dict[str, Any]:
+        line = {
+            "env_steps": int(record["env_steps"]),
+            "learner_steps": self.state.learner_steps,
+            "wall_s": round(self.state.train_seconds, 3),
+            "fps": round(fps, 1),
+            **{k: v for k, v in record.items() if k != "env_steps"},
+        }
+        metrics_log.write(_json_line(line) + "\n")
+        metrics_log.flush()
+        for k, v in record.items():
+            if k != "env_steps":
+                writer.add_scalar(f"train/{k}", v, line["env_steps"])
+        writer.add_scalar("train/fps", fps, line["env_steps"])
+        return line
+
+    def run(self) -> int:
+        """Train to ``total_steps`` or until a stop signal; returns the exit status."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        cfg, rt, st = self.cfg, self.runtime, self.state
+        if self.resumed_from is not None:
+            self._truncate_logs(self.resumed_from)
+            how = "exact" if rt.exact_resume else "envs restarted, not bit-exact"
+            self.console.print(f"resuming {self.run_dir} at {rt.env_steps:,} env steps ({how})")
+        else:
+            self.console.print(
+                f"training {cfg.env} for {cfg.total_steps:,} env steps into {self.run_dir} "
+                f"(runtime {self.runtime_name}, seed {cfg.seed})"
+            )
+        purge = None if self.resumed_from is None else self.resumed_from + 1
+        writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=purge)
+        columns = (
+            TextColumn("[bold]train"),
+            BarColumn(),
+            TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
+            TextColumn("{task.fields[fps]} fps"),
+            TextColumn("return {task.fields[ret]}"),
+            TextColumn("lag {task.fields[lag]}"),
+            TextColumn("eval {task.fields[eval]}"),
+            TimeRemainingColumn(),
+        )
+        progress = Progress(*columns, console=self.console, disable=not self.console.is_terminal)
+        task = progress.add_task(
+            "train", total=cfg.total_steps, completed=rt.env_steps, fps="-", ret="-", lag="-",
+            eval="-" if st.best_return is None else f"{st.best_return:.2f}",
+        )  # fmt: skip
+        try:
+            with (
+                torch_threads(cfg.torch_threads),
+                self._signals(),
+                progress,
+                open(self.run_dir / METRICS_FILE, "a") as metrics_log,
+                open(self.run_dir / EVAL_FILE, "a") as eval_log,
+            ):
+                if self.resumed_from is None and self.evaluator.uav:
+                    st.baselines = self.evaluator.baselines()
+                window_steps, window_time = rt.env_steps, 0.0
+                while self.stop_signal is None:
+                    self._periodic(writer, eval_log)
+                    if rt.done or self.stop_signal is not None:
+                        break
+                    t0 = time.perf_counter()
+                    record = rt.step()
+                    dt = time.perf_counter() - t0
+                    st.train_seconds += dt
+                    window_time += dt
+                    st.learner_steps += 1
+                    if record is not None:
+                        fps = (rt.env_steps - window_steps) / max(window_time, 1e-9)
+                        window_steps, window_time = rt.env_steps, 0.0
+                        self._log(record, writer, metrics_log, fps)
+                        ret = record.get("episode_return", math.nan)
+                        progress.update(
+                            task,
+                            completed=rt.env_steps,
+                            fps=f"{fps:,.0f}",
+                            ret="-" if math.isnan(ret) else f"{ret:.2f}",
+                            lag=f"{record.get('policy_lag_mean', 0.0):.1f}",
+                            eval="-" if st.best_return is None else f"{st.best_return:.2f}",
+                        )
+                    if self.on_step is not None:
+                        self.on_step(self)
+                if self.stop_signal is None and st.last_eval_step != rt.env_steps:
+                    self._evaluate(writer, eval_log)
+                self.save(LAST)
+        finally:
+            writer.close()
+            rt.close()
+        if self.stop_signal is not None:
+            name = signal.Signals(self.stop_signal).name
+            self.console.print(
+                f"{name}: stopped at {rt.env_steps:,} env steps; wrote {self.run_dir / LAST}. "
+                f"Continue with: impala-hybrid train --resume {self.run_dir}"
+            )
+            return EXIT_STATUS.get(signal.Signals(self.stop_signal), 130)
+        self.console.print(
+            f"done: {rt.env_steps:,} env steps in {st.train_seconds:.1f} s of training; "
+            f"best eval return {_fmt(st.best_return)}; run directory {self.run_dir}"
+        )
+        return 0
+
+
+# --- entry points -----------------------------------------------------------------------------
+
+
+def start_run(
+    cfg: TrainConfig,
+    out: str | Path,
+    *,
+    runtime: str = "serial",
+    console: Console | None = None,
+    on_step: Callable[[Trainer], None] | None = None,
+) -> Trainer:
+    """A new run in ``out``, which must not exist or be empty; writes ``config.yaml``."""
+    run_dir = Path(out)
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise RunDirError(
+            f"--out {run_dir} exists and is not empty: continue it with --resume {run_dir} "
+            "or choose a new directory"
+        )
+    trainer = Trainer(cfg, run_dir, runtime=runtime, console=console, on_step=on_step)
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / CONFIG_FILE)
+    return trainer
+
+
+def resume_run(
+    run_dir: str | Path,
+    *,
+    overrides: tuple[str, ...] | list[str] = (),
+    runtime: str = "serial",
+    console: Console | None = None,
+    on_step: Callable[[Trainer], None] | None = None,
+) -> Trainer:
+    """Continue the run in ``run_dir`` from ``config.yaml`` and ``checkpoints/last.pt``.
+
+    ``overrides`` (``--set``) may change the config, e.g. raise ``total_steps``; fields that
+    differ from the checkpoint's config are reported, and the continuation is then no longer
+    the uninterrupted run's. A changed model shape fails as a :class:`CheckpointError`.
+    """
+    run_dir = Path(run_dir)
+    config_path = run_dir / CONFIG_FILE
+    if not config_path.is_file():
+        raise RunDirError(f"--resume {run_dir}: no {CONFIG_FILE} there (not a run directory)")
+    last = run_dir / LAST
+    if not last.is_file():
+        raise RunDirError(
+            f"--resume {run_dir}: no {LAST} (the run stopped before its first checkpoint); "
+            "start it again in a new directory"
+        )
+    cfg = load_config(config_path, overrides=overrides)
+    ckpt = load_checkpoint(last)
+    if not isinstance(ckpt.get("config"), dict):
+        raise CheckpointError(f"checkpoint {last} has no config")
+    try:
+        saved = config_from_dict(ckpt["config"], source=f"{last} config")
+    except ConfigError as e:
+        raise CheckpointError(str(e)) from None
+    c = console or Console()
+    changed = _diff(config_to_dict(saved), config_to_dict(cfg))
+    if changed:
+        c.print(f"note: config differs from the checkpoint's: {'; '.join(changed)}")
+        save_config(cfg, config_path)
+    return Trainer(cfg, run_dir, runtime=runtime, checkpoint=ckpt, console=c, on_step=on_step)
+
+
+def _diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out.extend(_diff(va, vb, f"{prefix}{k}."))
+        elif va != vb:
+            out.append(f"{prefix}{k}: {va!r} -> {vb!r}")
+    return out

@@ -1,0 +1,156 @@
+"""``impala-hybrid train``: the run directory, stop and exact resume, bad input exits 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from impala_hybrid import cli
+from impala_hybrid.experiments.config_io import load_config
+from impala_hybrid.runtime.checkpoint import load_checkpoint
+from impala_hybrid.runtime.trainer import TIME_KEYS, Trainer, resume_run, start_run
+
+# 32 env steps per learner step; 20 learner steps; log every 3; eval every 160 steps.
+TINY = [
+    "--preset", "uav_hybrid",
+    "--set", "num_envs=4", "--set", "algo.unroll_length=8", "--set", "algo.batch_size=4",
+    "--set", "model.hidden=[16]", "--set", "total_steps=640", "--set", "log_interval=3",
+    "--set", "env_kwargs.episode_steps=30", "--set", "eval_interval=160",
+    "--set", "eval_episodes=3", "--set", "checkpoint_interval=96",
+]  # fmt: skip
+
+
+def _lines(path: Path, drop: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in drop} for r in rows]
+
+
+def _signal_after(k: int, signum: int) -> Any:
+    def hook(trainer: Trainer) -> None:
+        if trainer.state.learner_steps == k:
+            os.kill(os.getpid(), signum)  # the real handler path, delivered in-process
+
+    return hook
+
+
+def test_train_writes_the_run_directory(tmp_path: Path) -> None:
+    out = tmp_path / "runs" / "a"
+    assert cli.main(["train", *TINY, "--out", str(out)]) == 0
+    cfg = load_config(out / "config.yaml")
+    assert cfg.total_steps == 640 and cfg.model.hidden == (16,)
+    assert cfg.env_kwargs == {"episode_steps": 30}
+    assert list(out.glob("events.out.tfevents.*"))
+    metrics = _lines(out / "metrics.jsonl")
+    assert [m["env_steps"] for m in metrics] == [96, 192, 288, 384, 480, 576, 640]
+    assert {"fps", "loss", "episode_return", "policy_lag_mean"} <= set(metrics[0])
+    evals = _lines(out / "eval.jsonl")
+    assert [e["env_steps"] for e in evals] == [160, 320, 480, 640]
+    assert set(evals[0]["baselines"]) == {"local_only", "maxweight"}
+    last = load_checkpoint(out / "checkpoints" / "last.pt")
+    best = load_checkpoint(out / "checkpoints" / "best.pt")
+    assert last["env_steps"] == 640 and last["runtime"] == "serial"
+    assert best["trainer"]["best_return"] == max(e["return_mean"] for e in evals)
+    assert last["config"]["algo"]["batch_size"] == 4
+
+
+def test_stopped_and_resumed_run_equals_an_uninterrupted_one(tmp_path: Path) -> None:
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert cli.main(["train", *TINY, "--out", str(full)]) == 0
+    cfg = load_config(full / "config.yaml")
+    # Stop after learner step 7 (224 env steps: between log, eval and checkpoint points).
+    trainer = start_run(cfg, part, on_step=_signal_after(7, signal.SIGINT))
+    assert trainer.run() == 130
+    assert load_checkpoint(part / "checkpoints" / "last.pt")["env_steps"] == 7 * 32
+    assert cli.main(["train", "--resume", str(part)]) == 0
+
+    for name in ("metrics.jsonl", "eval.jsonl"):
+        assert _lines(part / name, TIME_KEYS) == _lines(full / name, TIME_KEYS), name
+    a = load_checkpoint(full / "checkpoints" / "last.pt")["state"]
+    b = load_checkpoint(part / "checkpoints" / "last.pt")["state"]
+    for key, value in a["learner"]["model"].items():
+        assert torch.equal(value, b["learner"]["model"][key]), key
+    assert a["learner"]["optimizer"]["state"].keys() == b["learner"]["optimizer"]["state"].keys()
+    for i, s in a["learner"]["optimizer"]["state"].items():
+        for k, v in s.items():
+            assert torch.equal(v, b["learner"]["optimizer"]["state"][i][k]), (i, k)
+    assert a["actor"]["env_steps"] == b["actor"]["env_steps"] == 640
+    assert torch.equal(a["actor"]["generator"], b["actor"]["generator"])
+
+
+def test_sigterm_writes_last_and_exits_143(tmp_path: Path) -> None:
+    small = ["num_envs=4", "algo.batch_size=4", "algo.unroll_length=8", "model.hidden=[8]"]
+    cfg = load_config(preset="cartpole", overrides=[*small, "total_steps=320", "eval_episodes=2"])
+    out = tmp_path / "cp"
+    assert start_run(cfg, out, on_step=_signal_after(2, signal.SIGTERM)).run() == 143
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["env_steps"] == 64
+    assert not (out / "checkpoints" / "best.pt").exists()  # no evaluation yet
+    # CartPole cannot be restored exactly: the envs restart, the run still completes.
+    assert resume_run(out).run() == 0
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["env_steps"] == 320
+    assert (out / "checkpoints" / "best.pt").exists()
+
+
+def test_resume_with_more_steps_reports_the_change(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "a"
+    assert cli.main(["train", *TINY, "--set", "total_steps=64", "--out", str(out)]) == 0
+    assert cli.main(["train", "--resume", str(out), "--set", "total_steps=128"]) == 0
+    assert "total_steps: 64 -> 128" in capsys.readouterr().out
+    assert load_config(out / "config.yaml").total_steps == 128
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["env_steps"] == 128
+
+
+def _fails(argv: list[str], capsys: pytest.CaptureFixture, *needles: str) -> None:
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("impala-hybrid train: error: ") and err.count("\n") == 1, err
+    for needle in needles:
+        assert needle in err, err
+
+
+def test_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = str(tmp_path / "run")
+    bad_field = tmp_path / "field.yaml"
+    bad_field.write_text("preset: cartpole\nalgo:\n  lrr: 0.1\n")
+    _fails(["train", "--config", str(bad_field), "--out", out], capsys, "algo.lrr", "algo.lr")
+    bad_value = tmp_path / "value.yaml"
+    bad_value.write_text("preset: cartpole\nalgo: {gamma: 1.5}\n")
+    _fails(["train", "--config", str(bad_value), "--out", out], capsys, "IMPALAConfig.gamma = 1.5")
+    _fails(["train", "--config", str(tmp_path / "nope.yaml"), "--out", out], capsys, "nope.yaml")
+    _fails(["train", "--preset", "cartpole", "--set", "algo.lr=-1", "--out", out], capsys,
+           "IMPALAConfig.lr = -1 ")  # fmt: skip
+    _fails(["train", "--preset", "cartpole", "--set", "totl_steps=5", "--out", out], capsys,
+           "totl_steps", "total_steps")  # fmt: skip
+    _fails(["train", "--preset", "uav_hybrid", "--set", "env_kwargs.bufer=3", "--out", out],
+           capsys, "env_kwargs.bufer", "env_kwargs.buffer")  # fmt: skip
+    _fails(["train", "--preset", "nope", "--out", out], capsys, "unknown preset 'nope'")
+    _fails(["train", "--preset", "cartpole", "--out", out, "--runtime", "ray"], capsys, "'ray'")
+    _fails(["train", "--preset", "cartpole"], capsys, "--out")
+    _fails(["train", "--out", out], capsys, "--config")
+    assert not Path(out).exists()  # nothing was created by a failed start
+
+
+def test_run_directory_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "notes.txt").write_text("x")
+    _fails(["train", "--preset", "cartpole", "--out", str(used)], capsys, "not empty", "--resume")
+    _fails(["train", "--resume", str(used)], capsys, "config.yaml")
+    _fails(["train", "--resume", str(used), "--preset", "cartpole"], capsys, "--resume")
+    run = tmp_path / "run"
+    assert cli.main(["train", *TINY, "--set", "total_steps=32", "--out", str(run)]) == 0
+    last = run / "checkpoints" / "last.pt"
+    data = last.read_bytes()
+    last.write_bytes(data[: len(data) // 3])
+    _fails(["train", "--resume", str(run)], capsys, str(last), "corrupt")
+    torch.save({"model": {}}, last)
+    _fails(["train", "--resume", str(run)], capsys, "not an impala-hybrid checkpoint")
+    last.unlink()
+    _fails(["train", "--resume", str(run)], capsys, "first checkpoint")
