@@ -367,9 +367,51 @@ def cmd_train(args: argparse.Namespace) -> int:
     return trainer.run()
 
 
+def _add_export(sub: Any) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export a run's policy for deployment (ONNX, TorchScript or NumPy weights)",
+        description="Export the deterministic policy of a run directory. The artifact comes "
+        "with a JSON sidecar describing the action space; load it with "
+        "impala_hybrid.deploy.load_exported (ONNX and npz need no torch).",
+    )
+    p.add_argument("--run", metavar="RUN_DIR", required=True, help="a run directory from train")
+    p.add_argument(
+        "--format", choices=("onnx", "torchscript", "npz"), default="onnx", help="artifact format"
+    )
+    p.add_argument(
+        "--checkpoint", choices=("best", "last"), default="best", help="which checkpoint"
+    )
+    p.add_argument("--out", metavar="PATH", help="artifact path (default RUN_DIR/export/policy.*)")
+    p.set_defaults(func=cmd_export)
+
+
+EXPORT_SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "npz": ".npz"}
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from impala_hybrid.deploy import export_model
+    from impala_hybrid.runtime.checkpoint import CheckpointError
+    from impala_hybrid.runtime.trainer import RunDirError, load_run_model
+
+    try:
+        _, model = load_run_model(args.run, args.checkpoint)
+    except (ConfigError, CheckpointError, RunDirError) as e:
+        raise CliError(str(e)) from None
+    out = (
+        Path(args.out)
+        if args.out
+        else Path(args.run) / "export" / ("policy" + EXPORT_SUFFIX[args.format])
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    path = export_model(model, out, format=args.format)
+    _console().print(f"exported {args.checkpoint} policy of {args.run} to {path} ({args.format})")
+    return 0
+
+
 # --- entry point ---------------------------------------------------------------------------
 
-SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (_add_eval, _add_tune, _add_train)
+SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (_add_eval, _add_tune, _add_train, _add_export)
 
 
 def build_parser() -> argparse.ArgumentParser:

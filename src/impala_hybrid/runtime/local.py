@@ -58,9 +58,8 @@ from impala_hybrid.algos.impala.learner import Learner
 from impala_hybrid.envs.factory import make_vector_env
 from impala_hybrid.experiments.spec import TrainConfig, reward_setup
 from impala_hybrid.models.actor_critic import ActorCritic
-from impala_hybrid.models.spaces import action_spec, obs_dim
 from impala_hybrid.runtime.progress import Progress
-from impala_hybrid.runtime.serial import TrainResult, torch_threads
+from impala_hybrid.runtime.serial import TrainResult, build_model, torch_threads
 from impala_hybrid.types import Batch
 from impala_hybrid.validation import ConfigError
 
@@ -68,15 +67,6 @@ from impala_hybrid.validation import ConfigError
 def _actor_seed(cfg: TrainConfig, actor_id: int, restart: int) -> int:
     """Actor 0's first incarnation uses the run seed (so one actor reproduces serial)."""
     return cfg.seed + 7919 * actor_id + 104_729 * restart
-
-
-def _build_model(cfg: TrainConfig, env: Any, num_values: int) -> ActorCritic:
-    spec_ = action_spec(
-        env.single_action_space,
-        continuous_kind=cfg.model.continuous_kind,  # type: ignore[arg-type]
-        hybrid_mode=cfg.model.hybrid_mode,  # type: ignore[arg-type]
-    )
-    return ActorCritic(obs_dim(env.single_observation_space), spec_, cfg.model, num_values)
 
 
 class _Weights:
@@ -183,7 +173,7 @@ class LocalRun:
         # Model, learner and a one-step template unroll (to size the slots) in this process.
         probe = make_vector_env(cfg.env, n_env, cfg.env_kwargs)
         reward_fn, reward_weights = reward_setup(cfg, probe)
-        model = _build_model(cfg, probe, len(reward_weights))
+        model = build_model(cfg, probe, len(reward_weights))
         self.learner = Learner(
             model, cfg.algo, total_samples=cfg.total_steps, reward_weights=reward_weights
         )

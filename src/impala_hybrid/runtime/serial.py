@@ -49,17 +49,22 @@ class TrainResult:
         return self.learner.model
 
 
-def build(cfg: TrainConfig) -> tuple[Any, Learner, Actor]:
-    """Env, learner and actor for ``cfg`` (seeded)."""
-    torch.manual_seed(cfg.seed)
-    env = make_vector_env(cfg.env, cfg.num_envs, cfg.env_kwargs)
+def build_model(cfg: TrainConfig, env: Any, num_values: int) -> ActorCritic:
+    """The network ``cfg.model`` describes for ``env``'s spaces, with ``num_values`` values."""
     spec = action_spec(
         env.single_action_space,
         continuous_kind=cfg.model.continuous_kind,  # type: ignore[arg-type]
         hybrid_mode=cfg.model.hybrid_mode,  # type: ignore[arg-type]
     )
+    return ActorCritic(obs_dim(env.single_observation_space), spec, cfg.model, num_values)
+
+
+def build(cfg: TrainConfig) -> tuple[Any, Learner, Actor]:
+    """Env, learner and actor for ``cfg`` (seeded)."""
+    torch.manual_seed(cfg.seed)
+    env = make_vector_env(cfg.env, cfg.num_envs, cfg.env_kwargs)
     reward_fn, weights = reward_setup(cfg, env)
-    model = ActorCritic(obs_dim(env.single_observation_space), spec, cfg.model, len(weights))
+    model = build_model(cfg, env, len(weights))
     learner = Learner(model, cfg.algo, total_samples=cfg.total_steps, reward_weights=weights)
     actor = Actor(
         env,

@@ -531,6 +531,44 @@ def resume_run(
     return Trainer(cfg, run_dir, runtime=runtime, checkpoint=ckpt, console=c, on_step=on_step)
 
 
+def load_run_model(run_dir: str | Path, checkpoint: str = "best") -> tuple[TrainConfig, Any]:
+    """The trained model of a run directory: ``(config, ActorCritic)`` in eval mode.
+
+    ``checkpoint`` is ``"best"`` (the best evaluation; falls back to ``"last"`` when the run
+    never evaluated) or ``"last"``. Errors name the directory and what is missing.
+    """
+    from impala_hybrid.envs.factory import make_vector_env
+    from impala_hybrid.experiments.spec import reward_setup
+    from impala_hybrid.runtime.serial import build_model
+
+    if checkpoint not in ("best", "last"):
+        raise RunDirError(f"checkpoint {checkpoint!r} is invalid: must be 'best' or 'last'")
+    run_dir = Path(run_dir)
+    config_path = run_dir / CONFIG_FILE
+    if not config_path.is_file():
+        raise RunDirError(f"{run_dir}: no {CONFIG_FILE} there (not a run directory)")
+    path = run_dir / (BEST if checkpoint == "best" else LAST)
+    if checkpoint == "best" and not path.is_file():
+        path = run_dir / LAST
+    if not path.is_file():
+        raise RunDirError(f"{run_dir}: no checkpoint ({BEST} or {LAST}) to load")
+    cfg = load_config(config_path)
+    state = load_checkpoint(path).get("state", {})
+    try:
+        model_state = state["learner"]["model"]
+    except (KeyError, TypeError):
+        raise CheckpointError(f"checkpoint {path} holds no learner model") from None
+    env = make_vector_env(cfg.env, 1, cfg.env_kwargs)
+    _, weights = reward_setup(cfg, env)
+    model = build_model(cfg, env, len(weights))
+    env.close()
+    try:
+        model.load_state_dict(model_state)
+    except RuntimeError as e:
+        raise CheckpointError(f"checkpoint {path} does not fit {config_path}: {e}") from None
+    return cfg, model.eval()
+
+
 def _diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
     out = []
     for k in sorted(set(a) | set(b)):

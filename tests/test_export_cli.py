@@ -1,0 +1,45 @@
+"""``impala-hybrid export --run``: a trained run's policy, exported and reloaded, acts the same."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from impala_hybrid import cli
+from impala_hybrid.deploy import load_exported
+from impala_hybrid.evaluation.policy import TorchPolicy
+from impala_hybrid.runtime.trainer import load_run_model
+
+TINY = [
+    "--set", "total_steps=256", "--set", "num_envs=4", "--set", "algo.batch_size=4",
+    "--set", "algo.unroll_length=8", "--set", "model.hidden=[16]",
+    "--set", "env_kwargs.episode_steps=40", "--set", "eval_interval=0",
+    "--set", "eval_episodes=4",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "uav"
+    assert cli.main(["train", "--preset", "uav_hybrid", "--out", str(out), *TINY]) == 0
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript", "npz"])
+def test_export_matches_the_trained_policy(run_dir: Path, fmt: str) -> None:
+    assert cli.main(["export", "--run", str(run_dir), "--format", fmt]) == 0
+    artifact = next((run_dir / "export").glob(f"policy.{ {'torchscript': 'pt'}.get(fmt, fmt) }"))
+    deployed = load_exported(artifact)
+    _, model = load_run_model(run_dir)
+    obs = np.random.default_rng(0).random((5, 29)).astype(np.float32)
+    want = TorchPolicy(model)(obs)
+    got = deployed(obs)
+    np.testing.assert_array_equal(got["transfer"], want["transfer"])
+    np.testing.assert_allclose(got["intensity"], want["intensity"], atol=1e-5)
+
+
+def test_export_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["export", "--run", str(tmp_path)]) == 2
+    assert "not a run directory" in capsys.readouterr().err
