@@ -16,7 +16,7 @@ import re
 import sys
 from pathlib import Path
 
-SECTIONS = ("env", "inference")
+SECTIONS = ("env", "inference", "pipeline")
 
 HEADER = """# Benchmarks
 
@@ -42,6 +42,9 @@ def machine() -> str:
         f"{cpu}, {os.cpu_count()} logical cores (pinned to 1), Python "
         f"{platform.python_version()}, NumPy {numpy.__version__}, Numba {numba.__version__}"
     )
+
+
+ALL_CPUS = frozenset(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else frozenset()
 
 
 def pin_one_core() -> None:
@@ -85,6 +88,27 @@ def inference_section(quick: bool) -> str:
     )
 
 
+def pipeline_section(quick: bool) -> str:
+    """Uses every core this process may use: actors and learner run side by side."""
+    from benchmarks import pipeline
+
+    pinned = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    if pinned is not None:
+        os.sched_setaffinity(0, ALL_CPUS)
+    try:
+        result = pipeline.run(quick=quick)
+    finally:
+        if pinned is not None:
+            os.sched_setaffinity(0, pinned)
+    cmd = "python -m benchmarks.run --only pipeline" + (" --quick" if quick else "")
+    cpu = machine().replace("(pinned to 1)", "(all used)")
+    return (
+        "## Training pipeline: end-to-end env steps/s and efficiency\n\n"
+        f"Command: `{cmd}` (a section of `make bench`). Machine: {cpu}. "
+        f"Date: {dt.date.today().isoformat()}.\n\n" + pipeline.report(result)
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=None, help="markdown file to update")
@@ -92,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short measurements (smoke run)")
     args = parser.parse_args(argv)
     pin_one_core()
-    sections = {"env": env_section, "inference": inference_section}
+    sections = {"env": env_section, "inference": inference_section, "pipeline": pipeline_section}
     doc = args.out.read_text() if args.out and args.out.exists() else HEADER
     for name in args.only or SECTIONS:
         body = sections[name](args.quick)

@@ -102,6 +102,30 @@ class Batch:
             self.policy_version,
         ]
 
+    def columns(self, idx: Tensor) -> Batch:
+        """The unrolls ``idx`` (``[k]`` int64 indices along the batch axis), as a new batch."""
+
+        def pick(x: Tensor, dim: int = 1) -> Tensor:
+            return x.index_select(dim, idx)
+
+        actions = (
+            HybridAction(pick(self.actions.discrete), pick(self.actions.continuous))
+            if isinstance(self.actions, HybridAction)
+            else pick(self.actions)
+        )
+        return Batch(
+            obs=pick(self.obs),
+            first=pick(self.first),
+            actions=actions,
+            behaviour_logp=pick(self.behaviour_logp),
+            rewards=pick(self.rewards),
+            terminated=pick(self.terminated),
+            truncated=pick(self.truncated),
+            final_obs=pick(self.final_obs),
+            core_state=tuple(pick(s, 0) for s in self.core_state),
+            policy_version=pick(self.policy_version, 0),
+        )
+
     def share_memory_(self) -> Batch:
         """Move every tensor to shared memory (in place), for slots written by actor processes."""
         for t in self.tensors():

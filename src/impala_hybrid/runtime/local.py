@@ -37,7 +37,8 @@ anyone; its pipe reports EOF instead.
 Processes are started with ``fork`` (Linux): slots and the shared model are inherited,
 nothing is pickled per unroll, only slot indices and episode returns travel through pipes.
 Actors run their env batch and CPU inference single-threaded; the learner uses
-``cfg.torch_threads`` threads. Every sample is trained on once.
+``cfg.torch_threads`` threads. Every sample is trained on once unless replay is on
+(``algo.replay_proportion``, see ``runtime/replay.py``).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ from impala_hybrid.envs.factory import make_vector_env
 from impala_hybrid.experiments.spec import TrainConfig, reward_setup
 from impala_hybrid.models.actor_critic import ActorCritic
 from impala_hybrid.runtime.progress import Progress
-from impala_hybrid.runtime.serial import TrainResult, build_model, torch_threads
+from impala_hybrid.runtime.serial import TrainResult, build_model, make_replay, torch_threads
 from impala_hybrid.types import Batch
 from impala_hybrid.validation import ConfigError
 
@@ -194,6 +195,7 @@ class LocalRun:
         self.conns: list[Connection] = [None] * local.num_actors  # type: ignore[list-item]
         self.returns: list[float] = []  # episode returns completed in this process
         self.progress = Progress(cfg.log_interval)
+        self.replay = make_replay(cfg)
         self.dropped = 0
         self.learner_wait = 0.0
         self.actor_wait = 0.0
@@ -290,7 +292,11 @@ class LocalRun:
 
     def step(self) -> dict[str, float] | None:
         """One learner step; the progress record when one is due, else None."""
-        metrics = self.learner.step(self._take_batch())
+        batch = self._take_batch()
+        fresh = batch.unroll_length * batch.batch_size
+        if self.replay is not None:
+            batch = self.replay.mix(batch)
+        metrics = self.learner.step(batch, env_steps=fresh)
         self.weights.publish(self.learner.model, self.learner.version)
         self._receive(0.0)  # pick up returns reported meanwhile
         new_returns, self._new_returns = self._new_returns, []

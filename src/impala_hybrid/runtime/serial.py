@@ -33,6 +33,7 @@ from impala_hybrid.experiments.spec import TrainConfig, reward_setup
 from impala_hybrid.models.actor_critic import ActorCritic
 from impala_hybrid.models.spaces import action_spec, obs_dim
 from impala_hybrid.runtime.progress import Progress
+from impala_hybrid.runtime.replay import UnrollReplay
 from impala_hybrid.types import Batch
 
 
@@ -80,6 +81,13 @@ def build(cfg: TrainConfig) -> tuple[Any, Learner, Actor]:
 Callback = Callable[[dict[str, float], Learner], None]
 
 
+def make_replay(cfg: TrainConfig) -> UnrollReplay | None:
+    """The replay buffer ``cfg.algo`` asks for, or None when replay is off."""
+    if cfg.algo.replay_proportion <= 0.0:
+        return None
+    return UnrollReplay(cfg.algo.replay_proportion, cfg.algo.replay_capacity, seed=cfg.seed)
+
+
 @contextlib.contextmanager
 def torch_threads(n: int) -> Iterator[None]:
     """Run the block with ``n`` intra-op threads, restoring the previous count after."""
@@ -110,6 +118,7 @@ class SerialRun:
         self.per_step = cfg.algo.batch_size // cfg.num_envs
         self.returns: list[float] = []  # episode returns completed in this process
         self.progress = Progress(cfg.log_interval)
+        self.replay = make_replay(cfg)
 
     @property
     def exact_resume(self) -> bool:
@@ -129,7 +138,11 @@ class SerialRun:
         learner steps and at the last step), else None."""
         actor, learner = self.actor, self.learner
         parts = [actor.unroll(learner.version) for _ in range(self.per_step)]
-        metrics = learner.step(parts[0] if self.per_step == 1 else Batch.concat(parts))
+        batch = parts[0] if self.per_step == 1 else Batch.concat(parts)
+        fresh = batch.unroll_length * batch.batch_size
+        if self.replay is not None:
+            batch = self.replay.mix(batch)
+        metrics = learner.step(batch, env_steps=fresh)
         ep_returns, _ = actor.drain_episodes()
         self.returns.extend(ep_returns)
         self.progress.add(metrics, ep_returns)
@@ -146,6 +159,7 @@ class SerialRun:
                 "python": _python_rng_state(),
             },
             "loop": self.progress.state_dict(),
+            "replay": self.replay.state_dict() if self.replay is not None else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -156,6 +170,8 @@ class SerialRun:
         np.random.set_state(_numpy_rng_from(rng["numpy"]))  # noqa: NPY002 (the global state)
         random.setstate(_python_rng_from(rng["python"]))
         self.progress.load_state_dict(state["loop"])
+        if self.replay is not None and state.get("replay") is not None:
+            self.replay.load_state_dict(state["replay"])
 
     def close(self) -> None:
         self.env.close()

@@ -53,6 +53,11 @@ class IMPALAConfig:
         lo=0.0, lo_open=True,
     )  # fmt: skip
     normalize_advantages: bool = spec(False, "standardise pg advantages per batch")
+    replay_proportion: float = spec(
+        0.0, "fraction of each learner batch replayed from past unrolls (0 disables replay)",
+        lo=0.0, hi=1.0, hi_open=True,
+    )  # fmt: skip
+    replay_capacity: int = spec(1024, "unrolls kept for replay (oldest evicted first)", lo=1)
 
     def __post_init__(self) -> None:
         validate(self)

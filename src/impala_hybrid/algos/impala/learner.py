@@ -97,8 +97,12 @@ class Learner:
         self.samples = int(state["samples"])
         self.skipped = int(state["skipped"])
 
-    def step(self, batch: Batch) -> dict[str, float]:
-        """One update on ``batch`` (any device); returns scalar metrics."""
+    def step(self, batch: Batch, env_steps: int | None = None) -> dict[str, float]:
+        """One update on ``batch`` (any device); returns scalar metrics.
+
+        ``env_steps``: how many of the batch's ``T * B`` samples are new env steps (the
+        sample budget and the schedules count those); default all, less with replay.
+        """
         cfg = self.config
         b = batch.to(self.device)
         t_len, n = b.unroll_length, b.batch_size
@@ -162,7 +166,7 @@ class Learner:
         else:
             self.optimizer.zero_grad(set_to_none=True)
             self.skipped += 1
-        self.samples += t_len * n
+        self.samples += t_len * n if env_steps is None else env_steps
 
         with torch.no_grad():
             rhos = vt.rhos
