@@ -256,8 +256,6 @@ class LocalRun:
 
     def _receive(self, timeout: float) -> None:
         """Collect finished unrolls from whichever actors have reported."""
-        local = self.cfg.local
-        max_lag = local.max_policy_lag if local.max_policy_lag is not None else 1 << 62
         for ready in wait(list(self.conns), timeout=timeout):
             a = self.conns.index(ready)  # type: ignore[arg-type]
             conn = self.conns[a]
@@ -269,17 +267,30 @@ class LocalRun:
             self._new_returns.extend(returns)
             self.actor_wait += wait_s
             self.actor_unrolls += 1
+            self.ready.append(idx)
+
+    def _drop_stale(self) -> None:
+        """Free ready unrolls older than ``max_policy_lag`` updates (checked when a batch is
+        taken, since an unroll may wait in ``ready`` while the learner moves on)."""
+        max_lag = self.cfg.local.max_policy_lag
+        if max_lag is None:
+            return
+        keep = []
+        for idx in self.ready:
             if self.learner.version - int(self.slots[idx].policy_version[0]) > max_lag:
                 self.dropped += 1
                 self._free(idx)
             else:
-                self.ready.append(idx)
+                keep.append(idx)
+        self.ready = keep
 
     def _take_batch(self) -> Batch:
         """Wait for enough filled slots, copy them into one batch, hand the slots back."""
         t0 = time.perf_counter()
+        self._drop_stale()
         while len(self.ready) < self.per_batch:
             self._receive(self.cfg.local.actor_check_s)
+            self._drop_stale()
             if time.perf_counter() - self._last_check >= self.cfg.local.actor_check_s:
                 self.revive_dead()  # found even while the other actors keep us busy
                 self._last_check = time.perf_counter()
