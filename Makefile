@@ -19,8 +19,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	@touch $(STAMP)
 
+# The main job: train IMPALA-Hybrid on the UAV simulator (local runtime, a few minutes on
+# 2 cores), then evaluate it next to the classical policies on the same seeds.
+RUN_STEPS ?= 2000000
+RUN_DIR   := runs/uav-$(shell date +%Y%m%d-%H%M%S)
+
 run: setup
-	$(BIN)/impala-hybrid eval --policy all --episodes 2 --num-envs 32 --seed 0
+	$(BIN)/impala-hybrid train --preset uav_hybrid --runtime local --out $(RUN_DIR) \
+		--set total_steps=$(RUN_STEPS)
+	$(BIN)/impala-hybrid eval --policy all --run $(RUN_DIR) --episodes 2 --num-envs 32 --seed 0
 
 test: setup
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -43,3 +43,15 @@ def test_export_matches_the_trained_policy(run_dir: Path, fmt: str) -> None:
 def test_export_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["export", "--run", str(tmp_path)]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+def test_eval_includes_a_trained_run(run_dir: Path, tmp_path: Path) -> None:
+    import json
+
+    out = tmp_path / "eval.json"
+    argv = ["eval", "--policy", "local_only", "--run", str(run_dir), "--episodes", "1",
+            "--num-envs", "4", "--set", "episode_steps=40", "--out", str(out)]  # fmt: skip
+    assert cli.main(argv) == 0
+    results = json.loads(out.read_text())["results"]
+    assert set(results) == {"local_only", "run:uav"}
+    assert results["run:uav"]["episodes"] == 4

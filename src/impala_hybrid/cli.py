@@ -192,6 +192,13 @@ def _add_eval(sub: Any) -> None:
     p.add_argument(
         "--policy", default="all", help="heuristic name, comma-separated names, or 'all' (default)"
     )
+    p.add_argument(
+        "--run",
+        action="append",
+        default=[],
+        metavar="RUN_DIR",
+        help="also evaluate the greedy policy of a trained run (best checkpoint); repeatable",
+    )
     _add_common(p, episodes=2, num_envs=32)
     p.set_defaults(func=cmd_eval)
 
@@ -204,9 +211,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     names = resolve_policy_names(args.policy, list(HEURISTICS))
     config = make_config(overrides)
     console = _console()
+    policies: list[tuple[str, Any]] = [(name, make_heuristic(name, config)) for name in names]
+    policies += _run_policies(args.run)
     results = []
-    for name in names:
-        policy = make_heuristic(name, config)
+    for name, policy in policies:
         results.append(
             evaluate(
                 policy,
@@ -233,6 +241,27 @@ def cmd_eval(args: argparse.Namespace) -> int:
     }
     _write_json(args.out, payload, console)
     return 0
+
+
+def _run_policies(run_dirs: list[str]) -> list[tuple[str, Any]]:
+    """``(name, policy)`` for each trained run directory (its greedy policy)."""
+    if not run_dirs:
+        return []
+    from impala_hybrid import UAVNET_ID
+    from impala_hybrid.evaluation.policy import TorchPolicy
+    from impala_hybrid.runtime.checkpoint import CheckpointError
+    from impala_hybrid.runtime.trainer import RunDirError, load_run_model
+
+    out = []
+    for run_dir in run_dirs:
+        try:
+            cfg, model = load_run_model(run_dir)
+        except (ConfigError, CheckpointError, RunDirError) as e:
+            raise CliError(str(e)) from None
+        if cfg.env != UAVNET_ID:
+            raise CliError(f"--run {run_dir}: trained on {cfg.env}, not the UAV env")
+        out.append((f"run:{Path(run_dir).name}", TorchPolicy(model)))
+    return out
 
 
 # --- tune-heuristics -----------------------------------------------------------------------

@@ -167,7 +167,14 @@ def uav_hybrid() -> TrainConfig:
         num_envs=32,
         total_steps=2_000_000,
         model=ModelConfig(hidden=(256, 256), layer_norm=True),
-        algo=IMPALAConfig(unroll_length=32, batch_size=32, lr=3e-4, gamma=0.99, reward_scale=0.1),
+        algo=IMPALAConfig(
+            unroll_length=32,
+            batch_size=32,
+            lr=3e-4,
+            gamma=0.99,
+            reward_scale=0.1,
+            normalize_advantages=True,
+        ),
     )
 
 
