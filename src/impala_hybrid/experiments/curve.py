@@ -22,6 +22,7 @@ from impala_hybrid.envs.config import UAVNetConfig
 from impala_hybrid.envs.heuristics import make_heuristic
 from impala_hybrid.evaluation.policy import TorchPolicy
 from impala_hybrid.evaluation.rollout import evaluate
+from impala_hybrid.experiments.config_io import config_to_dict
 from impala_hybrid.experiments.spec import TrainConfig, uav_hybrid
 from impala_hybrid.runtime.serial import train_serial
 
@@ -64,19 +65,11 @@ def learning_curve(
 
     train_serial(cfg, callback=on_record)
     return {
-        "config": _jsonable(dataclasses.asdict(cfg)),
+        "config": config_to_dict(cfg),
         "eval": {"episodes": eval_episodes, "num_envs": eval_envs, "seed": eval_seed},
         "baselines": base,
         "curve": points,
     }
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    return x
 
 
 def markdown(result: dict[str, Any]) -> str:

@@ -60,7 +60,12 @@ from impala_hybrid.envs.factory import make_vector_env
 from impala_hybrid.experiments.spec import TrainConfig, reward_setup
 from impala_hybrid.models.actor_critic import ActorCritic
 from impala_hybrid.runtime.progress import Progress
-from impala_hybrid.runtime.serial import TrainResult, build_model, make_replay, torch_threads
+from impala_hybrid.runtime.serial import (
+    TrainResult,
+    build_model,
+    make_replay,
+    run_to_completion,
+)
 from impala_hybrid.types import Batch
 from impala_hybrid.validation import ConfigError
 
@@ -358,19 +363,7 @@ def train_local(
     cfg: TrainConfig, callback: Callable[[dict[str, float], Learner], None] | None = None
 ) -> TrainResult:
     """Train with ``cfg.local.num_actors`` actor processes feeding one learner."""
-    with torch_threads(cfg.torch_threads):
-        run = LocalRun(cfg)
-        history: list[dict[str, float]] = []
-        try:
-            while not run.done:
-                record = run.step()
-                if record is not None:
-                    history.append(record)
-                    if callback is not None:
-                        callback(record, run.learner)
-        finally:
-            run.close()
-        return TrainResult(run.learner, history, run.returns)
+    return run_to_completion(LocalRun, cfg, callback)
 
 
 def _empty_slot(template: Batch, t_len: int) -> Batch:

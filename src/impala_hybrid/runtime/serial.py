@@ -196,20 +196,30 @@ def _python_rng_from(d: dict[str, Any]) -> tuple[Any, ...]:
     return (int(d["version"]), tuple(int(x) for x in d["internal"]), d["gauss"])
 
 
-def train_serial(cfg: TrainConfig, callback: Callback | None = None) -> TrainResult:
-    """Train until ``cfg.total_steps`` env steps.
+def run_to_completion(
+    make_run: Callable[[TrainConfig], Any], cfg: TrainConfig, callback: Callback | None = None
+) -> TrainResult:
+    """Step a runtime object (``SerialRun``, ``LocalRun``) until its budget is spent.
 
     ``callback(record, learner)`` runs after each progress record (every ``log_interval``
     learner steps and at the end): for logging, evaluation or early stopping by exception.
+    The runtime is closed (processes stopped) however the loop ends.
     """
     with torch_threads(cfg.torch_threads):
-        run = SerialRun(cfg)
+        run = make_run(cfg)
         history: list[dict[str, float]] = []
-        while not run.done:
-            record = run.step()
-            if record is not None:
-                history.append(record)
-                if callback is not None:
-                    callback(record, run.learner)
-        run.close()
+        try:
+            while not run.done:
+                record = run.step()
+                if record is not None:
+                    history.append(record)
+                    if callback is not None:
+                        callback(record, run.learner)
+        finally:
+            run.close()
         return TrainResult(run.learner, history, run.returns)
+
+
+def train_serial(cfg: TrainConfig, callback: Callback | None = None) -> TrainResult:
+    """Train with the serial runtime until ``cfg.total_steps`` env steps."""
+    return run_to_completion(SerialRun, cfg, callback)
