@@ -216,6 +216,8 @@ def test_clear_errors_for_bad_setups() -> None:
 
     with pytest.raises(SpaceError, match="finite"):
         action_spec(gym.spaces.Box(-np.inf, np.inf, (2,)))
+    with pytest.raises(SpaceError, match="low < high"):
+        action_spec(gym.spaces.Box(np.array([0.0, 1.0]), np.array([1.0, 1.0])))
     with pytest.raises(SpaceError, match="exactly one Discrete and one Box"):
         action_spec(gym.spaces.Tuple((gym.spaces.Discrete(2), gym.spaces.Discrete(3))))
     with pytest.raises(SpaceError, match="unsupported action space"):

@@ -125,6 +125,11 @@ class ActorCritic(nn.Module):
         high = torch.as_tensor(
             action.high if action.high is not None else [1.0], dtype=torch.float32
         )
+        # Bounds are validated once by models.spaces.action_spec; re-checking them in every
+        # distribution construction cost more than sampling on the actors' hot path.
+        self._continuous_kwargs: dict[str, Any] = (
+            {"check_bounds": False} if action.action_dim > 0 else {}
+        )
         self.register_buffer("action_low", low, persistent=False)
         self.register_buffer("action_high", high, persistent=False)
 
@@ -203,4 +208,5 @@ class ActorCritic(nn.Module):
             continuous_kind=self.action.continuous_kind,
             low=self.action_low,
             high=self.action_high,
+            **self._continuous_kwargs,
         )

@@ -237,12 +237,15 @@ class CategoricalDistribution(_SinglePart):
 # --------------------------------------------------------------------------------------------
 
 
-def _as_bounds(low: BoundLike, high: BoundLike, like: Tensor) -> tuple[Tensor, Tensor]:
+def _as_bounds(
+    low: BoundLike, high: BoundLike, like: Tensor, check: bool = True
+) -> tuple[Tensor, Tensor]:
     """Bounds as tensors on ``like``'s dtype/device, shape ``[]`` or ``[D]``, checked.
 
-    Finiteness and ``low < high`` are checked only for CPU tensors: on an accelerator the check
-    would force a device sync on every construction (i.e. every step); pass bounds there that
-    were validated once, e.g. from the action space.
+    Finiteness and ``low < high`` are checked only for CPU tensors and only with ``check``: on
+    an accelerator the check would force a device sync on every construction (i.e. every
+    step), and on the actors' hot path it costs more than the sampling; a model passes
+    ``check=False`` with bounds validated once from the action space (``models.spaces``).
     """
     dim = like.shape[-1]
     lo = torch.as_tensor(low, dtype=like.dtype, device=like.device)
@@ -250,7 +253,7 @@ def _as_bounds(low: BoundLike, high: BoundLike, like: Tensor) -> tuple[Tensor, T
     for name, t in (("low", lo), ("high", hi)):
         if t.dim() > 1 or (t.dim() == 1 and t.shape[0] not in (1, dim)):
             raise ValueError(f"{name} must be a scalar or have shape [{dim}], got {tuple(t.shape)}")
-    if lo.device.type == "cpu":
+    if check and lo.device.type == "cpu":
         if not bool(torch.isfinite(lo).all() and torch.isfinite(hi).all()):
             raise ValueError("bounded distributions need finite low/high")
         if not bool((hi > lo).all()):
@@ -406,6 +409,7 @@ class SquashedGaussianDistribution(BoundedContinuousDistribution):
         *,
         log_std_min: float = LOG_STD_MIN,
         log_std_max: float = LOG_STD_MAX,
+        check_bounds: bool = True,
     ) -> None:
         if mean.dim() < 1 or mean.shape != log_std.shape:
             raise ValueError(
@@ -419,7 +423,7 @@ class SquashedGaussianDistribution(BoundedContinuousDistribution):
         self.std = self.log_std.exp()
         self.log_std_min = log_std_min
         self.log_std_max = log_std_max
-        self.low, self.high = _as_bounds(low, high, mean)
+        self.low, self.high = _as_bounds(low, high, mean, check_bounds)
         half_range = torch.broadcast_to((self.high - self.low) / 2.0, (mean.shape[-1],))
         self._log_half_volume = torch.log(half_range).sum()
 
@@ -494,6 +498,7 @@ class BetaDistribution(BoundedContinuousDistribution):
         high: BoundLike = 1.0,
         *,
         eps: float = BETA_EPS,
+        check_bounds: bool = True,
     ) -> None:
         if raw_alpha.dim() < 1 or raw_alpha.shape != raw_beta.shape:
             raise ValueError(
@@ -507,7 +512,7 @@ class BetaDistribution(BoundedContinuousDistribution):
         self.alpha = F.softplus(raw_alpha) + 1.0
         self.beta = F.softplus(raw_beta) + 1.0
         self.eps = eps
-        self.low, self.high = _as_bounds(low, high, raw_alpha)
+        self.low, self.high = _as_bounds(low, high, raw_alpha, check_bounds)
         volume = torch.broadcast_to(self.high - self.low, (raw_alpha.shape[-1],))
         self._log_volume = torch.log(volume).sum()
         self._beta = td.Beta(self.alpha, self.beta, validate_args=False)

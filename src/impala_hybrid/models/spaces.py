@@ -67,6 +67,11 @@ def _box_bounds(space: gym.spaces.Box, where: str) -> tuple[np.ndarray, np.ndarr
     if len(space.shape) != 1:
         raise SpaceError(f"{where}: Box actions must be 1-D, got shape {space.shape}")
     low, high = space.low.astype(np.float64), space.high.astype(np.float64)
+    if (np.isfinite(low) & np.isfinite(high)).all() and not (high > low).all():
+        raise SpaceError(
+            f"{where}: Box action bounds need low < high in every dimension "
+            f"(got low={low.tolist()}, high={high.tolist()})"
+        )
     if not (np.isfinite(low).all() and np.isfinite(high).all()):
         raise SpaceError(
             f"{where}: Box action bounds must be finite for a bounded policy "
