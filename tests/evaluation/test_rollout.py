@@ -114,3 +114,16 @@ def test_tune_ranks_candidates_on_training_seeds() -> None:
     assert all(c.result.split == "train" for c in res.candidates)
     assert res.to_dict()["best_params"] == res.best.params
     assert tuning_table({"maxweight": res}).row_count == 2
+
+
+def test_seed_splits_are_disjoint() -> None:
+    """Checkpoint selection (validation), tuning (train) and reporting (eval) never share
+    an episode seed, so no reported number was used to choose what is reported."""
+    from impala_hybrid.evaluation.rollout import SPLITS, episode_seeds
+
+    seeds = {split: set(episode_seeds(0, 256, split).tolist()) for split in SPLITS}
+    assert set(SPLITS) == {"eval", "train", "validation"}
+    for a in SPLITS:
+        for b in SPLITS:
+            if a < b:
+                assert not seeds[a] & seeds[b], (a, b)

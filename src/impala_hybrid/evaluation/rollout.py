@@ -28,7 +28,9 @@ from impala_hybrid import UAVNET_ID
 from impala_hybrid.envs.config import CLASS_NAMES, OBJECTIVE_NAMES, UAVNetConfig
 
 PolicyFn = Callable[[np.ndarray], dict[str, Any]]
-SPLITS = {"eval": 0x5EED_E7A1, "train": 0x5EED_7A17}
+#: Disjoint seed families: "train" tunes heuristics, "validation" selects checkpoints during
+#: training, "eval" is what results are reported on (never used to choose anything).
+SPLITS = {"eval": 0x5EED_E7A1, "train": 0x5EED_7A17, "validation": 0x5EED_7A11}
 LATENCY_STATS = ("p50", "p95", "p99", "cvar")
 #: Per-episode counters averaged into ``EvalResult.metrics``.
 METRIC_KEYS = (

@@ -142,6 +142,7 @@ class Evaluator:
             episodes=1,
             num_envs=self.cfg.eval_episodes,
             seed=self.cfg.eval_seed,
+            split="validation",  # selects the best checkpoint: never the reported "eval" seeds
             name=name,
         )
         return res.to_dict()
