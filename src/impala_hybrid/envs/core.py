@@ -81,7 +81,6 @@ FS_SIZE = FS_CONG + 2
 # --- episode flow counters [B, kind, node (6 incl. cloud), class] ---------------------
 F_ARRIVED, F_MOVED_IN, F_MOVED_OUT, F_COMPLETED, F_OVERFLOW, F_EXPIRED = range(6)
 F_KINDS = 6
-FLOW_NAMES = ("arrived", "moved_in", "moved_out", "completed", "overflow", "expired")
 
 # --- episode misc accumulators [B, ...] ------------------------------------------------
 EM_ENERGY, EM_ON_TIME_E, EM_ON_TIME_R, EM_HINGE = 0, 1, 2, 3

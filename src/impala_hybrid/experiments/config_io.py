@@ -41,7 +41,7 @@ from impala_hybrid import UAVNET_ID
 from impala_hybrid.algos.impala.config import IMPALAConfig
 from impala_hybrid.experiments.spec import PRESETS, LocalConfig, TrainConfig
 from impala_hybrid.models.actor_critic import ModelConfig
-from impala_hybrid.validation import ConfigError
+from impala_hybrid.validation import ConfigError, field_docs
 
 SECTIONS: dict[str, type] = {"model": ModelConfig, "algo": IMPALAConfig, "local": LocalConfig}
 PRESET_KEY = "preset"
@@ -307,12 +307,13 @@ def dump_config(cfg: TrainConfig) -> str:
     """The resolved config as commented YAML (field docs as comments); loads back equal."""
     lines = [_HEADER.rstrip("\n")]
     data = config_to_dict(cfg)
+    top_docs = field_docs(type(cfg))
     for f in dataclasses.fields(cfg):
-        doc = f.metadata.get("doc", "")
+        doc = top_docs[f.name]
         value = data[f.name]
         if f.name in SECTIONS:
             lines.append(f"{f.name}:  # {doc}")
-            docs = {g.name: g.metadata.get("doc", "") for g in dataclasses.fields(SECTIONS[f.name])}
+            docs = field_docs(SECTIONS[f.name])
             for k, v in value.items():
                 lines.append(f"  {k}: {_scalar(v)}  # {docs[k]}")
         elif isinstance(value, dict) and value:
