@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch import distributions as td
 
@@ -185,6 +186,24 @@ def test_categorical_matches_torch() -> None:
     _assert_mc_entropy(lambda n: CategoricalDistribution(_rep(logits, n)))
 
 
+def test_categorical_samples_follow_probs() -> None:
+    """Empirical frequencies of 200k draws per row match the probabilities (5 sigma), masked
+    actions at either end are never drawn, and a near-deterministic row stays in range."""
+    logits = torch.tensor(
+        [[0.0, 1.0, -1.0, 2.0], [3.0, 0.0, 0.5, 9.0], [0.0, 0.0, 0.0, 0.0], [50.0, 0.0, 0.0, 0.0]]
+    )
+    mask = torch.tensor([[True] * K, [False, True, True, False], [True] * K, [True] * K])
+    dist = CategoricalDistribution(logits.expand(50_000, 4, K), mask.expand(50_000, 4, K))
+    gen = torch.Generator().manual_seed(0)
+    draws = torch.cat([dist.sample(gen) for _ in range(4)])  # [200k, 4]
+    assert draws.min() >= 0 and draws.max() < K
+    freq = F.one_hot(draws, K).double().mean(0)  # [4, K]
+    probs = dist.probs[0].double()
+    sigma = (probs * (1 - probs) / draws.shape[0]).sqrt()
+    assert torch.all((freq - probs).abs() <= 5 * sigma + 1e-12), (freq, probs)
+    assert torch.all(freq[1, [0, 3]] == 0)
+
+
 def test_categorical_mask() -> None:
     logits = torch.randn(3, K, requires_grad=True)
     mask = torch.tensor([[True, False, True, True], [False, False, True, False], [True] * K])
@@ -289,6 +308,25 @@ def test_expected_log_sech2_matches_dense_quadrature() -> None:
             f = 2 * (math.log(2) - x - np.logaddexp(0, -2 * x))
             pdf = np.exp(-0.5 * ((x - mu) / sd) ** 2) / (sd * math.sqrt(2 * math.pi))
             assert abs(got[i, j] - np.trapezoid(f * pdf, x)) < 1e-6, (mu, ls)
+
+
+def test_expected_log_sech2_gradients_match_finite_differences() -> None:
+    """The narrow rule's hand-written backward and the wide rule's autograd, mixed in one call
+    (stds on both sides of 1, means from 0 to far in the tails)."""
+    mean = torch.tensor([[0.0, 0.4, -2.5, 9.0], [1.3, -0.7, 30.0, -6.0]], dtype=torch.float64)
+    std = torch.tensor([[0.01, 0.3, 0.9, 0.6], [1.6, 4.0, 0.5, 7.0]], dtype=torch.float64)
+    assert torch.autograd.gradcheck(
+        _expected_log_sech2, (mean.requires_grad_(), std.requires_grad_()), atol=1e-7
+    )
+
+
+def test_expected_log_sech2_float32_matches_float64() -> None:
+    m = torch.linspace(-12.0, 12.0, 97, dtype=torch.float64)[:, None].expand(97, 8)
+    log_s = torch.linspace(LOG_STD_MIN, LOG_STD_MAX, 8, dtype=torch.float64)
+    s = log_s.exp()[None, :].expand(97, 8)
+    exact = _expected_log_sech2(m, s)
+    single = _expected_log_sech2(m.float(), s.float()).double()
+    assert torch.allclose(single, exact, atol=2e-5, rtol=1e-6)
 
 
 def test_squashed_entropy_is_monte_carlo_entropy() -> None:

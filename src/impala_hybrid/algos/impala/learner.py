@@ -150,7 +150,8 @@ class Learner:
         advantages = vt.pg_advantages @ self.reward_weights  # [T, B]: scalarise after V-trace
         if cfg.normalize_advantages:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-        entropy = dist.entropy()
+        entropy_parts = dist.entropy_parts()  # [T, B, C]; once: the quadrature is not free
+        entropy = entropy_parts.sum(-1)
         pg_loss = policy_gradient_loss(target_logp.sum(-1), advantages)
         v_loss = baseline_loss(vt.vs, values[:t_len])
         ent_loss = entropy_loss(entropy)
@@ -197,7 +198,7 @@ class Learner:
                 "version": float(self.version),
             }
             if isinstance(b.actions, HybridAction):
-                parts = dist.entropy_parts().mean(dim=(0, 1))
+                parts = entropy_parts.mean(dim=(0, 1))
                 metrics["entropy_discrete"] = parts[0].item()
                 metrics["entropy_continuous"] = parts[1].item()
         return metrics
