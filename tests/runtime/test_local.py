@@ -8,12 +8,13 @@ import signal
 
 import numpy as np
 import pytest
+import torch
 
 from impala_hybrid.algos.impala.config import IMPALAConfig
 from impala_hybrid.experiments.spec import LocalConfig, TrainConfig
 from impala_hybrid.models.actor_critic import ModelConfig
 from impala_hybrid.runtime.local import LocalRun, train_local
-from impala_hybrid.runtime.serial import train_serial
+from impala_hybrid.runtime.serial import build, train_serial
 from impala_hybrid.validation import ConfigError
 
 
@@ -43,6 +44,34 @@ def test_first_update_matches_serial_runtime() -> None:
         if key in ("episode_return",):
             continue
         assert local[key] == value, key
+
+
+def test_unroll_wider_than_batch_fills_consecutive_batches() -> None:
+    """One actor stepping 16 envs with B = 8: its first unroll is split into two slots, and
+    the learner's first two batches are exactly its two column halves (same envs, seed and
+    initial weights as the serial runtime's actor)."""
+    cfg = with_local(uav(total_steps=8 * 8 * 4), num_actors=1, envs_per_actor=16)
+    run = LocalRun(cfg)
+    try:
+        first, second = run._take_batch(), run._take_batch()
+    finally:
+        run.close()
+    wide = dataclasses.replace(cfg, num_envs=16, algo=dataclasses.replace(cfg.algo, batch_size=16))
+    _, _, actor = build(wide)
+    reference = actor.unroll()
+    for got, cols in ((first, range(8)), (second, range(8, 16))):
+        want = reference.columns(torch.tensor(list(cols)))
+        assert got.batch_size == 8
+        for a, b in zip(got.tensors(), want.tensors(), strict=True):
+            assert torch.equal(a, b)
+
+
+def test_unroll_wider_than_batch_trains() -> None:
+    cfg = with_local(uav(total_steps=8 * 8 * 12), num_actors=1, envs_per_actor=32)
+    result = train_local(cfg)
+    assert result.learner.version == 12
+    assert max(r["policy_lag_max"] for r in result.history) >= 1.0  # later slots of an unroll
+    assert np.isfinite(result.history[-1]["loss"])
 
 
 def test_killed_actor_is_restarted_and_training_goes_on() -> None:
@@ -92,6 +121,10 @@ def test_bad_layout_is_a_config_error() -> None:
         LocalConfig(num_actors=0)
     with pytest.raises(ConfigError, match="slots_per_actor"):
         train_local(with_local(uav(64), envs_per_actor=2, num_actors=1, slots_per_actor=2))
+    with pytest.raises(ConfigError, match="envs_per_actor = 12"):
+        train_local(with_local(uav(64), envs_per_actor=12))  # neither divides the other
+    with pytest.raises(ConfigError, match=r"slots_per_actor = 1 .* fills 2 slots"):
+        train_local(with_local(uav(64), envs_per_actor=16, num_actors=1, slots_per_actor=1))
 
 
 def test_local_runtime_learns_cartpole() -> None:
