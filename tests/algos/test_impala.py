@@ -161,6 +161,30 @@ def test_truncation_bootstraps_from_final_observation() -> None:
     assert m_c["loss_baseline"] == m_b["loss_baseline"]
 
 
+@pytest.mark.parametrize(("activation", "layer_norm"), [("relu", True), ("elu", False)])
+def test_in_place_activations_give_the_same_gradients(activation: str, layer_norm: bool) -> None:
+    """The trunk's in-place ReLU/ELU (a speed choice) change neither outputs nor gradients."""
+    spec = action_spec(make_vector_env("impala_hybrid/UAVNet-v0", 1).single_action_space)
+    cfg = ModelConfig(hidden=(16, 16), activation=activation, layer_norm=layer_norm)
+    model = ActorCritic(29, spec, cfg)
+    plain = copy.deepcopy(model)
+    acts = [m for m in plain.trunk if hasattr(m, "inplace")]
+    assert len(acts) == 2 and all(m.inplace for m in acts)
+    for m in acts:
+        m.inplace = False
+    obs, first = torch.randn(5, 3, 29), torch.zeros(5, 3, dtype=torch.bool)
+    grads = []
+    for net in (model, plain):
+        out = net(obs, first)
+        loss = out.values.square().sum() + sum(p.sin().sum() for p in out.params.values())
+        grads.append(torch.autograd.grad(loss, list(net.parameters())))
+    for a, b in zip(*grads, strict=True):
+        if activation == "relu":
+            assert torch.equal(a, b)
+        else:  # ELU's in-place backward works from its output: float rounding differs
+            torch.testing.assert_close(a, b)
+
+
 def test_lstm_resets_at_episode_starts() -> None:
     """Outputs after a ``first`` flag do not depend on anything before it."""
     spec = action_spec(make_vector_env("CartPole-v1", 1).single_action_space)
