@@ -66,6 +66,7 @@ from impala_hybrid.algos.impala.learner import Learner
 from impala_hybrid.envs.factory import make_vector_env
 from impala_hybrid.experiments.spec import TrainConfig, reward_setup
 from impala_hybrid.models.actor_critic import ActorCritic
+from impala_hybrid.runtime.allocator import keep_freed_memory
 from impala_hybrid.runtime.progress import Progress
 from impala_hybrid.runtime.serial import (
     TrainResult,
@@ -200,6 +201,7 @@ class LocalRun:
                 f"{self.per_batch} slots and {local.num_actors} actors hold {per_actor} each"
             )
         self._ctx = mp.get_context("fork")
+        keep_freed_memory()  # here and in the forked actors
         torch.manual_seed(cfg.seed)
         # Model, learner and a one-step template unroll (to size the slots) in this process.
         probe = make_vector_env(cfg.env, n_env, cfg.env_kwargs)

@@ -32,6 +32,7 @@ from impala_hybrid.envs.factory import make_vector_env
 from impala_hybrid.experiments.spec import TrainConfig, reward_setup
 from impala_hybrid.models.actor_critic import ActorCritic
 from impala_hybrid.models.spaces import action_spec, obs_dim
+from impala_hybrid.runtime.allocator import keep_freed_memory
 from impala_hybrid.runtime.progress import Progress
 from impala_hybrid.runtime.replay import UnrollReplay
 from impala_hybrid.types import Batch
@@ -62,6 +63,7 @@ def build_model(cfg: TrainConfig, env: Any, num_values: int) -> ActorCritic:
 
 def build(cfg: TrainConfig) -> tuple[Any, Learner, Actor]:
     """Env, learner and actor for ``cfg`` (seeded)."""
+    keep_freed_memory()
     torch.manual_seed(cfg.seed)
     env = make_vector_env(cfg.env, cfg.num_envs, cfg.env_kwargs)
     reward_fn, weights = reward_setup(cfg, env)
