@@ -17,9 +17,10 @@ from impala_hybrid.runtime.checkpoint import load_checkpoint
 from impala_hybrid.runtime.trainer import TIME_KEYS, Trainer, resume_run, start_run
 
 # 32 env steps per learner step; 20 learner steps; log every 3; eval every 160 steps.
+# Both forms of --set: several items after one flag, and the flag repeated.
 TINY = [
     "--preset", "uav_hybrid",
-    "--set", "num_envs=4", "--set", "algo.unroll_length=8", "--set", "algo.batch_size=4",
+    "--set", "num_envs=4", "algo.unroll_length=8", "algo.batch_size=4",
     "--set", "model.hidden=[16]", "--set", "total_steps=640", "--set", "log_interval=3",
     "--set", "env_kwargs.episode_steps=30", "--set", "eval_interval=160",
     "--set", "eval_episodes=3", "--set", "checkpoint_interval=96",

@@ -154,9 +154,10 @@ def _add_common(p: argparse.ArgumentParser, episodes: int, num_envs: int) -> Non
     p.add_argument(
         "--set",
         dest="overrides",
-        action="append",
+        action="extend",
+        nargs="+",
         metavar="FIELD=VALUE",
-        help="override a UAVNetConfig field (YAML scalar); repeatable",
+        help="override UAVNetConfig fields (YAML scalars): --set a=1 b=2, or repeat --set",
     )
 
 
@@ -350,11 +351,12 @@ def _add_train(sub: Any) -> None:
     p.add_argument(
         "--set",
         dest="overrides",
-        action="append",
+        action="extend",
+        nargs="+",
         default=[],
         metavar="SECTION.FIELD=VALUE",
-        help="override a config field (YAML value), e.g. algo.lr=1e-3, model.hidden=[64,64], "
-        "env_kwargs.episode_steps=200, total_steps=100000; repeatable",
+        help="override config fields (YAML values), e.g. --set algo.lr=1e-3 "
+        "model.hidden=[64,64] env_kwargs.episode_steps=200; --set may also be repeated",
     )
     p.add_argument(
         "--runtime",
