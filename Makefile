@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 # Where Numba keeps compiled kernels between runs (ignored by git).
 export NUMBA_CACHE_DIR := $(CURDIR)/.numba_cache
 
-.PHONY: setup run test test-slow check lint format bench clean
+.PHONY: setup run test test-slow check lint format bench configs clean
 
 setup: $(STAMP)
 
@@ -43,6 +43,12 @@ lint: setup
 format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# configs/NAME.yaml: each preset fully resolved (tests/test_config_io.py keeps them in sync).
+configs: setup
+	$(BIN)/python -c "from impala_hybrid.experiments.config_io import save_config; \
+	from impala_hybrid.experiments.spec import PRESETS; \
+	[save_config(f(), f'configs/{n}.yaml') for n, f in PRESETS.items()]"
 
 check: lint test
 

@@ -133,3 +133,12 @@ def test_overrides_apply_together_and_name_their_source() -> None:
 def test_dump_is_plain_yaml() -> None:
     data = yaml.safe_load(dump_config(TrainConfig()))
     assert data["model"]["hidden"] == [256, 256] and data["algo"]["lr_final"] is None
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_config_files_are_the_presets(name: str) -> None:
+    """``configs/NAME.yaml`` is the preset fully resolved, so a new or changed default shows
+    up there; ``make configs`` regenerates them."""
+    path = Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml"
+    assert load_config(path) == PRESETS[name]()
+    assert path.read_text() == dump_config(PRESETS[name]())
