@@ -10,18 +10,27 @@ learner-side ceiling), all measured in one run with the same layout:
   trained once (no replay), timed after a warm-up.
 
 Model: the UAV preset's (29-256-256 MLP with LayerNorm, hybrid head, T = 32), one learner
-thread. Layouts (``LAYOUTS``): the preset's 2 actors x 32 envs with B = 32, and 1 actor x 64
-envs with B = 64, the one that fits 2 cores. With 16 envs per actor the actors' per-call
-inference overhead halves their throughput (45.8k vs 81.8k steps/s measured here).
+thread. Layouts (``LAYOUTS``, actors x envs per actor, learner batch B): the UAV preset's, the
+one RLlib is compared on, and wide single actors. On 2 cores one actor process stepping many
+envs leaves the other core to the learner; the per-call inference cost is what makes wide
+actors fast (one actor process steps ~77k env steps/s with 64 envs, ~115k with 128, ~150k with
+256 on this machine), and ``runtime/local.py`` splits a wide unroll into B-column slots.
+
+RLlib IMPALA (optional): when ``.venv-rllib`` exists (``bash benchmarks/setup_rllib.sh``), the
+same env, model and layout under RLlib (``benchmarks/rllib_impala.py``) in the same run.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import multiprocessing as mp
 import os
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -32,14 +41,20 @@ from impala_hybrid.experiments.spec import LocalConfig, TrainConfig, reward_setu
 from impala_hybrid.runtime.local import LocalRun
 from impala_hybrid.runtime.serial import build, build_model
 
-#: (actors, envs per actor, batch size B): the UAV preset's layout (2 x 32, B = 32) and the
-#: one that fits 2 cores (one actor process + the learner, 1 x 64, B = 64).
-LAYOUTS = ((2, 32, 32), (1, 64, 64))
+
+def _key(cfg: TrainConfig) -> tuple[int, int, int]:
+    """A layout: (actors, envs per actor, learner batch B)."""
+    return (cfg.local.num_actors, cfg.local.envs_per_actor, cfg.algo.batch_size)
 
 
-def bench_config(
-    num_actors: int = 2, envs_per_actor: int = 32, batch_size: int = 32
-) -> TrainConfig:
+#: The UAV preset's layout (what `make run` trains) comes first; then the layout RLlib is
+#: compared on (one actor x 64 envs, B = 64) and single wide actors, which fit 2 cores.
+PRESET_LAYOUT = _key(uav_hybrid())
+RLLIB_LAYOUT = (1, 64, 64)
+LAYOUTS = (PRESET_LAYOUT, RLLIB_LAYOUT, (1, 128, 128), (1, 256, 64))
+
+
+def bench_config(num_actors: int, envs_per_actor: int, batch_size: int) -> TrainConfig:
     base = uav_hybrid()
     return dataclasses.replace(
         base,
@@ -127,22 +142,43 @@ def end_to_end(cfg: TrainConfig, seconds: float, warmup_s: float = 3.0) -> dict[
         torch.set_num_threads(threads)
 
 
-def run(quick: bool = False) -> list[dict[str, Any]]:
+REPO = Path(__file__).resolve().parent.parent
+#: The optional RLlib venv (``bash benchmarks/setup_rllib.sh``); RLlib runs one env runner x
+#: 64 envs, B = 64, learner in the driver process, as our ``RLLIB_LAYOUT``.
+RLLIB_PYTHON = REPO / ".venv-rllib" / "bin" / "python"
+
+
+def rllib(seconds: float) -> dict[str, Any] | None:
+    """RLlib IMPALA on the same env and layout (``benchmarks/rllib_impala.py``, run in its own
+    venv since RLlib pins another gymnasium); None when that venv is not set up."""
+    if not RLLIB_PYTHON.exists():
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "rllib.json"
+        cmd = [str(RLLIB_PYTHON), "-m", "benchmarks.rllib_impala", "--layout", "1x64"]
+        cmd += ["--seconds", str(seconds), "--json", str(out)]
+        subprocess.run(cmd, cwd=REPO, check=True, timeout=600)
+        result: dict[str, Any] = json.loads(out.read_text())
+        return result
+
+
+def run(quick: bool = False) -> dict[str, Any]:
     seconds = 4.0 if quick else 15.0
-    results = []
+    layouts = []
     for layout in LAYOUTS:
         cfg = bench_config(*layout)
         actor = actor_ceiling(cfg, seconds)
         learner = learner_ceiling(cfg, seconds)
-        results.append({"cfg": cfg, "actor": actor, "learner": learner, **end_to_end(cfg, seconds)})
-    return results
+        layouts.append({"cfg": cfg, "actor": actor, "learner": learner, **end_to_end(cfg, seconds)})
+    return {"layouts": layouts, "rllib": rllib(10.0 if quick else 60.0)}
 
 
 TARGET_FPS = 100_000
 TARGET_EFFICIENCY = 0.8
 
 
-def report(results: list[dict[str, Any]]) -> str:
+def report(result: dict[str, Any]) -> str:
+    results: list[dict[str, Any]] = result["layouts"]
     cores = os.cpu_count() or 1
     cfg0: TrainConfig = results[0]["cfg"]
     lines = [
@@ -159,26 +195,72 @@ def report(results: list[dict[str, Any]]) -> str:
         eff = r["fps"] / min(r["actor"], r["learner"])
         shared = cores / (cfg.local.num_actors / r["actor"] + cfg.torch_threads / r["learner"])
         lines.append(
-            f"| {cfg.local.num_actors} actor(s) x {cfg.local.envs_per_actor} envs, "
-            f"B = {cfg.algo.batch_size} | {r['actor']:,.0f} | {r['learner']:,.0f} | "
+            f"| {_layout(cfg)} | {r['actor']:,.0f} | {r['learner']:,.0f} | "
             f"{r['fps']:,.0f} | {eff:.2f} | {shared:,.0f} | {r['policy_lag_mean']:.2f} |"
         )
+    preset = next(r for r in results if _key(r["cfg"]) == PRESET_LAYOUT)
     best = max(results, key=lambda r: r["fps"])
-    best_eff = best["fps"] / min(best["actor"], best["learner"])
     lines += [
         "",
         "- Efficiency = end-to-end / min(ceilings) (target >= "
         f"{TARGET_EFFICIENCY}); shared-core bound = cores / (actor cost + learner cost per "
         "sample), what both sides can do together when they share the cores.",
-        f"- Best end-to-end: {best['fps']:,.0f} env steps/s at efficiency {best_eff:.2f} -> "
-        f"efficiency target **{'met' if best_eff >= TARGET_EFFICIENCY else 'missed'}**; "
-        f">= {TARGET_FPS:,} env steps/s **{'met' if best['fps'] >= TARGET_FPS else 'missed'}** "
-        f"({best['fps'] / TARGET_FPS:.2f}x). The learner alone does ~{best['learner']:,.0f} "
-        "samples/s for this model on one CPU thread, so 100k here needs a smaller model, more "
-        "cores or a GPU learner.",
-        "- The preset's layout (2 x 32) runs three busy processes on two cores; one actor "
-        "process with 64 envs overlaps cleanly with the learner. B = 64 is not yet validated "
-        "for learning on the UAV preset, which keeps 2 x 32, B = 32 (what `make run` trains).",
-        "- RLlib IMPALA on the same env: not measured yet (optional benchmark extra).",
+        f"- The UAV preset's layout ({_layout(preset['cfg'])}, what `make run` trains): "
+        f"{_verdict(preset)}.",
+        f"- Fastest layout ({_layout(best['cfg'])}): {_verdict(best)}.",
     ]
+    lines += _rllib_lines(result.get("rllib"), results)
     return "\n".join(lines)
+
+
+def _layout(cfg: TrainConfig) -> str:
+    return (
+        f"{cfg.local.num_actors} actor(s) x {cfg.local.envs_per_actor} envs, "
+        f"B = {cfg.algo.batch_size}"
+    )
+
+
+def _verdict(r: dict[str, Any]) -> str:
+    eff = r["fps"] / min(r["actor"], r["learner"])
+    return (
+        f"{r['fps']:,.0f} env steps/s end-to-end, >= {TARGET_FPS:,} "
+        f"**{'met' if r['fps'] >= TARGET_FPS else 'missed'}** ({r['fps'] / TARGET_FPS:.2f}x); "
+        f"efficiency {eff:.2f}, target {TARGET_EFFICIENCY} "
+        f"**{'met' if eff >= TARGET_EFFICIENCY else 'missed'}**"
+    )
+
+
+def _rllib_lines(rl: dict[str, Any] | None, results: list[dict[str, Any]]) -> list[str]:
+    if rl is None:
+        return [
+            "- RLlib IMPALA on the same env: not measured here; the optional venv is missing "
+            "(`bash benchmarks/setup_rllib.sh`, then `make bench` measures it)."
+        ]
+    ours = next(
+        (r for r in results if _key(r["cfg"]) == RLLIB_LAYOUT), max(results, key=lambda r: r["fps"])
+    )
+    ratio = ours["fps"] / max(rl["trained_fps"], 1)
+    return [
+        "",
+        f"RLlib {rl['ray']} IMPALA on the same env and layout (`benchmarks/rllib_impala.py`, "
+        f"its own venv: gymnasium {rl['gymnasium']}, torch {rl['torch']}; {rl['seconds']} s "
+        "timed after a warm-up, from RLlib's own counters):",
+        "",
+        "| system | layout | env steps/s trained | ratio (ours / RLlib) |",
+        "|---|---|---:|---:|",
+        f"| impala-hybrid local runtime | {_layout(ours['cfg'])} | {ours['fps']:,.0f} | "
+        f"**{ratio:.1f}x** |",
+        f"| RLlib IMPALA (new API stack) | {rl['layout']} | {rl['trained_fps']:,} | 1.0x |",
+        "",
+        f"- RLlib's timers: one `sample()` call of T steps x all envs "
+        f"{rl['rllib_timers_s'].get('env_runner_sample_call', float('nan')):.3f} s, of which "
+        f"env steps {rl['rllib_timers_s'].get('env_step', float('nan')) * 1e3:.1f} ms and "
+        f"inference {rl['rllib_timers_s'].get('module_inference', float('nan')) * 1e3:.1f} ms "
+        "per step; learner update "
+        f"{rl['rllib_timers_s'].get('learner_update', float('nan')):.3f} s per batch. Cores used "
+        f"by RLlib {rl['cores_used_by_rllib']}, by other work {rl['cores_used_by_other_work']}.",
+        "- Same model (29-256-256 ReLU + LayerNorm, shared trunk), T = 32, B = 64, gamma, "
+        "V-trace clips, gradient clip, loss weights, Adam, one torch thread. Differs: "
+        + "; ".join(rl["notes"])
+        + ".",
+    ]

@@ -1,0 +1,34 @@
+"""The pipeline benchmark's report: verdicts follow the numbers, RLlib's row is optional."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks import pipeline
+
+
+def _results(fps: float, rllib: dict[str, Any] | None) -> dict[str, Any]:
+    layouts = [
+        {"cfg": pipeline.bench_config(*k), "actor": 120e3, "learner": 110e3, "fps": fps,
+         "learner_wait_frac": 0.0, "policy_lag_mean": 2.0}
+        for k in pipeline.LAYOUTS
+    ]  # fmt: skip
+    return {"layouts": layouts, "rllib": rllib}
+
+
+RLLIB = {
+    "ray": "2.60.0", "gymnasium": "1.2.2", "torch": "2.13.0", "seconds": 60.0,
+    "layout": "1 env runner(s) x 64 envs, num_learners=0", "trained_fps": 5000,
+    "rllib_timers_s": {"env_runner_sample_call": 0.5, "env_step": 0.0005,
+                       "module_inference": 0.0014, "learner_update": 0.04},
+    "cores_used_by_rllib": 1.9, "cores_used_by_other_work": 0.0, "notes": ["a", "b"],
+}  # fmt: skip
+
+
+def test_report_verdicts_and_ratio() -> None:
+    met = pipeline.report(_results(104e3, RLLIB))
+    assert "**met** (1.04x)" in met and "efficiency 0.95, target 0.8 **met**" in met
+    assert "| 104,000 | **20.8x** |" in met
+    missed = pipeline.report(_results(60e3, None))
+    assert "**missed** (0.60x)" in missed and "target 0.8 **missed**" in missed
+    assert "setup_rllib.sh" in missed
