@@ -150,15 +150,19 @@ RLLIB_PYTHON = REPO / ".venv-rllib" / "bin" / "python"
 
 def rllib(seconds: float) -> dict[str, Any] | None:
     """RLlib IMPALA on the same env and layout (``benchmarks/rllib_impala.py``, run in its own
-    venv since RLlib pins another gymnasium); None when that venv is not set up."""
+    venv since RLlib pins another gymnasium); None when that venv is not set up, and
+    ``{"error": ...}`` when it fails, so an optional extra never discards our own figures."""
     if not RLLIB_PYTHON.exists():
         return None
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "rllib.json"
         cmd = [str(RLLIB_PYTHON), "-m", "benchmarks.rllib_impala", "--layout", "1x64"]
         cmd += ["--seconds", str(seconds), "--json", str(out)]
-        subprocess.run(cmd, cwd=REPO, check=True, timeout=600)
-        result: dict[str, Any] = json.loads(out.read_text())
+        try:
+            subprocess.run(cmd, cwd=REPO, check=True, timeout=600)
+            result: dict[str, Any] = json.loads(out.read_text())
+        except (subprocess.SubprocessError, OSError, ValueError) as e:
+            return {"error": f"{type(e).__name__}: {e}"}
         return result
 
 
@@ -241,6 +245,11 @@ def _rllib_lines(rl: dict[str, Any] | None, results: list[dict[str, Any]]) -> li
         return [
             "- RLlib IMPALA on the same env: not measured here; the optional venv is missing "
             "(`bash benchmarks/setup_rllib.sh`, then `make bench` measures it)."
+        ]
+    if "error" in rl:
+        return [
+            f"- RLlib IMPALA on the same env: the run failed ({rl['error']}); rerun "
+            "`.venv-rllib/bin/python -m benchmarks.rllib_impala --seconds 60` to see why."
         ]
     ours = next(
         (r for r in results if _key(r["cfg"]) == RLLIB_LAYOUT), max(results, key=lambda r: r["fps"])

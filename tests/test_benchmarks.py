@@ -33,3 +33,5 @@ def test_report_verdicts_and_ratio() -> None:
     missed = pipeline.report(_results(60e3, None))
     assert "**missed** (0.60x)" in missed and "target 0.8 **missed**" in missed
     assert "setup_rllib.sh" in missed
+    failed = pipeline.report(_results(60e3, {"error": "TimeoutExpired: too slow"}))
+    assert "the run failed (TimeoutExpired: too slow)" in failed
