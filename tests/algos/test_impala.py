@@ -110,7 +110,8 @@ def test_learner_metrics_and_version() -> None:
     before = [p.detach().clone() for p in learner.model.parameters()]
     m = learner.step(batch)
     keys = ("loss", "loss_pg", "loss_baseline", "loss_entropy", "entropy", "rho_mean",
-            "rho_max", "rho_clip_frac", "c_clip_frac", "grad_norm", "policy_lag_mean")  # fmt: skip
+            "rho_max", "log_rho_abs", "ratio_outside_frac", "grad_norm",
+            "policy_lag_mean")  # fmt: skip
     for key in keys:
         assert key in m and np.isfinite(m[key]), key
     assert m["rho_mean"] == pytest.approx(1.0)  # on-policy: the actor used these weights

@@ -51,6 +51,10 @@ class TrainConfig:
     num_envs: int = spec(32, "environments stepped by the (serial) actor", lo=1)
     total_steps: int = spec(1_000_000, "env steps to train for", lo=1)
     seed: int = spec(0, "seed of everything (envs, sampling, initialisation)", lo=0)
+    desync_episodes: int = spec(
+        0, "cut each env's first episode after a uniform random 1..N steps, so the envs' "
+        "episode phases differ (about the episode length; 0: off)", lo=0,
+    )  # fmt: skip
     critic: str = spec(
         "scalar", "scalar critic, or a vector critic with one value per objective (UAV env)",
         choices=("scalar", "vector"),

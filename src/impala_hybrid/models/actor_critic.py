@@ -24,12 +24,29 @@ import torch
 from torch import Tensor, nn
 
 from impala_hybrid.models.distributions import (
+    LOG_STD_MAX,
+    LOG_STD_MIN,
     ActionDistribution,
     make_distribution,
     param_shapes,
 )
 from impala_hybrid.models.spaces import ActionSpec
 from impala_hybrid.validation import spec, validate
+
+_LOG_STD_SPAN = LOG_STD_MAX - LOG_STD_MIN
+
+
+def bounded_log_std(raw: Tensor) -> Tensor:
+    """``LOG_STD_MIN + (tanh(raw) + 1) / 2 * (LOG_STD_MAX - LOG_STD_MIN)`` (CleanRL's SAC map).
+
+    Why not the distribution's clamp alone: a clamp has zero gradient outside its range, so
+    once one large update pushed a head's raw log-std below the floor, no gradient (the
+    entropy bonus's included) could bring it back, and the policy stayed at the narrowest
+    width while log-prob gradients grew like ``1 / std^2`` (issue 8's late collapse). The tanh
+    map reaches the bounds only asymptotically and has a gradient everywhere.
+    """
+    return LOG_STD_MIN + (torch.tanh(raw) + 1.0) * (_LOG_STD_SPAN / 2.0)
+
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU, "elu": nn.ELU}
 #: Activations applied in place: their backward reads their own output, and their input (a
@@ -55,7 +72,15 @@ class ModelConfig:
     hybrid_mode: str = spec(
         "factorized", "hybrid head: factorized or gated", choices=("factorized", "gated")
     )
-    init_log_std: float = spec(-0.5, "initial log-std of Gaussian heads", lo=-5.0, hi=2.0)
+    init_log_std: float = spec(
+        -0.5, "initial log-std of Gaussian heads", lo=-5.0, hi=2.0, lo_open=True, hi_open=True
+    )
+    log_std_bound: str = spec(
+        "tanh",
+        "how the Gaussian log-std is kept in [LOG_STD_MIN, LOG_STD_MAX]: a tanh map (gradient "
+        "everywhere) or a hard clamp (zero gradient outside the range)",
+        choices=("tanh", "clamp"),
+    )
     policy_init_scale: float = spec(0.01, "orthogonal gain of the policy output layer", lo=0.0)
 
     def __post_init__(self) -> None:
@@ -120,10 +145,13 @@ class ActorCritic(nn.Module):
         )
         if "log_std" in self.shapes:  # start from a moderate exploration noise
             offset = 0
+            raw_init = config.init_log_std
+            if config.log_std_bound == "tanh":  # the raw value that maps to init_log_std
+                raw_init = math.atanh(2.0 * (raw_init - LOG_STD_MIN) / _LOG_STD_SPAN - 1.0)
             for name, size in self._sizes.items():
                 if name == "log_std":
                     with torch.no_grad():
-                        self.policy.bias[offset : offset + size] = config.init_log_std
+                        self.policy.bias[offset : offset + size] = raw_init
                 offset += size
         self.value = _init_linear(nn.Linear(width, num_values), 1.0)
         low = torch.as_tensor(action.low if action.low is not None else [-1.0], dtype=torch.float32)
@@ -158,6 +186,8 @@ class ActorCritic(nn.Module):
         for name, size in self._sizes.items():
             params[name] = flat[..., offset : offset + size].reshape(*lead, *self.shapes[name])
             offset += size
+        if "log_std" in params and self.config.log_std_bound == "tanh":
+            params["log_std"] = bounded_log_std(params["log_std"])
         return params, self.value(x)
 
     def forward(

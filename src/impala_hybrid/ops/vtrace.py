@@ -90,6 +90,12 @@ class VTraceReturns(NamedTuple):
       rhos: ``[T, B]`` unclipped joint ratios (metrics: mean ratio, fraction clipped).
       clipped_rhos: ``[T, B]`` ``rho_t`` used in ``delta_t V``.
       cs: ``[T, B]`` traces actually used, ``lam * min(c_bar, .)``.
+      q_estimate: ``[T, B, *K]`` ``q_s`` of Section 4.2 (``r_s + gamma_s v_{s+1}`` at
+        ``lam = 1``), so ``pg_advantages = pg_rhos * (q_estimate - V(x_s))`` (rlax returns
+        the same ``q_estimate``). A learner that transforms the advantage ``q_s - V(x_s)``
+        (e.g. standardises it) must do so before the ratio weighting: see
+        ``algos/impala/learner.py``.
+      pg_rhos: ``[T, B]`` the policy-gradient ratio ``rho^pg_s`` (clip level ``pg_rho_bar``).
     """
 
     vs: Tensor
@@ -97,6 +103,8 @@ class VTraceReturns(NamedTuple):
     rhos: Tensor
     clipped_rhos: Tensor
     cs: Tensor
+    q_estimate: Tensor
+    pg_rhos: Tensor
 
 
 def _check_threshold(name: str, value: float) -> None:
@@ -235,7 +243,8 @@ def vtrace_from_clipped_ratios(
         if truncated is not None:
             q_boot = torch.where(_expand_to(truncated, values), v_next_t, q_boot)
         pg_rho_t = _expand_to(ratios.clipped_pg_rhos, values)
-        pg_advantages = pg_rho_t * (rewards.detach() + discount_t * q_boot - values)
+        q_estimate = rewards.detach() + discount_t * q_boot
+        pg_advantages = pg_rho_t * (q_estimate - values)
 
     return VTraceReturns(
         vs=vs,
@@ -243,6 +252,8 @@ def vtrace_from_clipped_ratios(
         rhos=ratios.rhos,
         clipped_rhos=ratios.clipped_rhos,
         cs=cs,
+        q_estimate=q_estimate,
+        pg_rhos=ratios.clipped_pg_rhos,
     )
 
 

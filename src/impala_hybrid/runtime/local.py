@@ -131,7 +131,7 @@ def _actor_main(
     seen, version = weights.pull(model, -1) or (-1, 0)
     actor = Actor(
         env, model, cfg.algo.unroll_length, seed=seed, reward_fn=reward_fn,
-        num_rewards=len(reward_weights),
+        num_rewards=len(reward_weights), desync_steps=cfg.desync_episodes,
     )  # fmt: skip
     free = list(free)
     width = slots[0].batch_size

@@ -76,6 +76,7 @@ def build(cfg: TrainConfig) -> tuple[Any, Learner, Actor]:
         seed=cfg.seed,
         reward_fn=reward_fn,
         num_rewards=len(weights),
+        desync_steps=cfg.desync_episodes,
     )
     return env, learner, actor
 

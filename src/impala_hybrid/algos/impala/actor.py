@@ -43,6 +43,7 @@ class Actor:
         seed: int,
         reward_fn: RewardFn = scalar_reward,
         num_rewards: int = 1,
+        desync_steps: int = 0,
     ) -> None:
         mode = env.metadata.get("autoreset_mode")
         if mode != AutoresetMode.SAME_STEP:
@@ -66,6 +67,18 @@ class Actor:
         self.episode_returns: list[float] = []  # completed episodes since the last drain
         self.episode_lengths: list[int] = []
         self.env_steps = 0
+        # Desynchronised episode phases: env i's first episode is cut (a truncation, so the
+        # learner bootstraps) after cut[i] ~ U{1..desync_steps} steps; 0 = no cut pending.
+        # Without it every env of a vector env starts, and with fixed-length episodes ends,
+        # together: each batch then sees one phase of the episode only (one time-of-episode
+        # window, all truncation bootstraps in the same update), a strongly correlated,
+        # cyclic gradient. Drawn from the actor's seed, so runs stay reproducible.
+        self._cut = np.zeros(self.num_envs, np.int64)
+        if desync_steps > 0:
+            if not callable(getattr(env, "reset", None)):
+                raise ValueError("desync_steps needs an env that can reset single envs")
+            rng = np.random.default_rng([seed, 0xDE5C])
+            self._cut = rng.integers(1, desync_steps + 1, self.num_envs)
 
     def drain_episodes(self) -> tuple[list[float], list[int]]:
         """Completed episodes' returns and lengths since the last call."""
@@ -93,6 +106,7 @@ class Actor:
             "episode_returns": list(self.episode_returns),
             "episode_lengths": list(self.episode_lengths),
             "env_steps": self.env_steps,
+            "cut": self._cut.copy(),
             "env": get_state() if callable(get_state) else None,
         }
 
@@ -108,6 +122,8 @@ class Actor:
         """
         self.env_steps = int(state["env_steps"])
         self.generator.set_state(state["generator"])
+        if "cut" in state:  # absent in checkpoints written before desynchronisation existed
+            self._cut = np.asarray(state["cut"], np.int64).copy()
         set_state = getattr(self.env, "set_state", None)
         if state.get("env") is not None and callable(set_state):
             set_state(state["env"])
@@ -167,6 +183,8 @@ class Actor:
                 next_obs, reward, term, trunc, info = self.env.step(env_action)
                 term = np.asarray(term, bool)
                 trunc = np.asarray(trunc, bool)
+                if self._cut.any():
+                    next_obs, trunc, info = self._cut_first_episodes(next_obs, term, trunc, info)
                 rewards[t] = torch.from_numpy(
                     np.asarray(self.reward_fn(np.asarray(reward), info), np.float32)
                 )
@@ -208,6 +226,31 @@ class Actor:
             core_state=start_state,
             policy_version=torch.full((n,), policy_version, dtype=torch.int64),
         )
+
+    def _cut_first_episodes(
+        self, next_obs: Any, term: np.ndarray, trunc: np.ndarray, info: dict[str, Any]
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """Truncate the envs whose desynchronising cut falls on this step: their next
+        observation becomes ``final_obs`` and they restart (``reset_mask``, streams continued)."""
+        n = self.num_envs
+        running = ~(term | trunc)
+        cut = running & (self._ep_length + 1 == self._cut)
+        self._cut[~running | cut] = 0  # one cut per env, in its first episode only
+        if not cut.any():
+            return next_obs, trunc, info
+        obs = np.array(next_obs, np.float32).reshape(n, -1)  # a copy: reset may reuse buffers
+        final_obs = np.zeros_like(obs)
+        if trunc.any():
+            final_obs[trunc] = np.stack(
+                [
+                    np.asarray(info["final_obs"][i], np.float32).reshape(-1)
+                    for i in np.flatnonzero(trunc)
+                ]
+            )
+        final_obs[cut] = obs[cut]
+        reset_obs, _ = self.env.reset(options={"reset_mask": cut})
+        obs[cut] = np.asarray(reset_obs, np.float32).reshape(n, -1)[cut]
+        return obs, trunc | cut, {**info, "final_obs": final_obs}
 
     def _track_episodes(self, reward: np.ndarray, done: np.ndarray) -> None:
         self._ep_return += reward

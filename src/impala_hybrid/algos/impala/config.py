@@ -24,9 +24,10 @@ class IMPALAConfig:
     c_bar: float = spec(
         1.0, "clip of the trace coefficients; must be <= rho_bar", lo=0.0, lo_open=True
     )
-    pg_rho_bar: float = spec(
-        1.0, "clip of the importance weight in the policy gradient", lo=0.0, lo_open=True
-    )
+    pg_rho_bar: float | None = spec(
+        None, "clip of the importance weight in the policy gradient; null: rho_bar",
+        lo=0.0, lo_open=True,
+    )  # fmt: skip
     ratio_mode: str = spec(
         "joint", "hybrid ratios: clip the joint product or each component",
         choices=("joint", "per_component"),
@@ -52,7 +53,15 @@ class IMPALAConfig:
         None, "clip scaled rewards to [-x, x] (the paper clips Atari rewards to 1)",
         lo=0.0, lo_open=True,
     )  # fmt: skip
-    normalize_advantages: bool = spec(False, "standardise pg advantages per batch")
+    normalize_advantages: bool = spec(
+        False, "standardise the advantages q_s - V(x_s) per batch, before the rho^pg weighting"
+    )
+    popart: bool = spec(
+        False, "PopArt: learn values normalised by running target statistics (per objective)"
+    )
+    popart_beta: float = spec(
+        1e-2, "PopArt statistics step size (per learner step)", lo=0.0, hi=1.0, lo_open=True
+    )
     replay_proportion: float = spec(
         0.0, "fraction of each learner batch replayed from past unrolls (0 disables replay)",
         lo=0.0, hi=1.0, hi_open=True,

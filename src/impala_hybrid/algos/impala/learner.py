@@ -10,7 +10,12 @@ weights; everything about learning is here and in ``ops/``:
 3. ``ops.vtrace`` with discounts ``gamma (1 - terminated)``; truncated steps bootstrap from
    the value of the episode's final observation. With a vector critic (``K`` values) V-trace
    runs per objective and the policy-gradient advantages are scalarised with the reward
-   weights afterwards.
+   weights afterwards; optional standardisation acts on the advantage before its ratio
+   weighting (see :meth:`Learner.targets`).
+   With PopArt (``IMPALAConfig.popart``; van Hasselt et al. 2016, Hessel et al. 2019) the
+   value head learns normalised values ``n(x)``, ``V(x) = sigma n(x) + mu`` per objective,
+   with running target statistics that the value layer is rescaled to follow; V-trace runs
+   on unnormalised values, the value loss on normalised ones.
 4. ``ops.losses``: policy gradient + ``baseline_coef`` value loss + ``entropy_coef`` entropy
    loss (each a mean over the T*B steps, see ``ops/losses.py``).
 5. Global-norm gradient clipping, optimizer step, linear schedules on the fraction of the
@@ -21,21 +26,50 @@ weights; everything about learning is here and in ``ops/``:
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
 from impala_hybrid.algos.impala.config import IMPALAConfig
 from impala_hybrid.models.actor_critic import ActorCritic
-from impala_hybrid.models.distributions import HybridAction
+from impala_hybrid.models.distributions import ActionDistribution, HybridAction
 from impala_hybrid.ops.losses import baseline_loss, entropy_loss, policy_gradient_loss
-from impala_hybrid.ops.vtrace import vtrace
+from impala_hybrid.ops.vtrace import VTraceReturns, vtrace
 from impala_hybrid.types import Batch
 
 
 def _linear(start: float, end: float | None, progress: float) -> float:
     return start if end is None else start + (end - start) * min(max(progress, 0.0), 1.0)
+
+
+_POPART_MIN_VAR = 1e-4
+"""Floor on PopArt's variance (sigma >= 0.01): a constant target must not divide by ~0."""
+
+
+class Forward(NamedTuple):
+    """The current weights on a batch."""
+
+    values: Tensor  # [T + 1, B, K] unnormalised values (graph attached)
+    dist: ActionDistribution[Any]  # policy at the first T observations
+    target_logp: Tensor  # [T, B, C] per-component log pi(a_t | x_t) (graph attached)
+    final_values: Tensor  # [T, B, K] V(final observation) where truncated, else 0 (detached)
+
+
+class Targets(NamedTuple):
+    """What the losses regress to (detached)."""
+
+    vtrace: VTraceReturns
+    log_rhos: Tensor  # [T, B, C] per-component log pi - log mu
+    advantages: Tensor  # [T, B] rho^pg_s * A_s, scalarised (and normalised if configured)
+
+
+class Losses(NamedTuple):
+    loss: Tensor
+    pg: Tensor
+    baseline: Tensor
+    entropy: Tensor
+    entropy_parts: Tensor  # [T, B, C]
 
 
 class Learner:
@@ -76,6 +110,10 @@ class Learner:
         self.version = 0  # successful updates so far: the policy version actors record
         self.samples = 0  # env steps consumed
         self.skipped = 0  # updates skipped by the non-finite guard
+        # PopArt statistics of the value targets, per value component (identity if disabled).
+        self.popart_mu = torch.zeros(k, device=self.device)
+        self.popart_nu = torch.ones(k, device=self.device)
+        self.popart_updates = 0
 
     @property
     def progress(self) -> float:
@@ -88,6 +126,11 @@ class Learner:
             "version": self.version,
             "samples": self.samples,
             "skipped": self.skipped,
+            "popart": {
+                "mu": self.popart_mu.clone(),
+                "nu": self.popart_nu.clone(),
+                "updates": self.popart_updates,
+            },
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -96,30 +139,54 @@ class Learner:
         self.version = int(state["version"])
         self.samples = int(state["samples"])
         self.skipped = int(state["skipped"])
+        popart = state.get("popart")  # absent in checkpoints written before PopArt existed
+        if popart is not None:
+            self.popart_mu.copy_(popart["mu"])
+            self.popart_nu.copy_(popart["nu"])
+            self.popart_updates = int(popart["updates"])
 
     def step(self, batch: Batch, env_steps: int | None = None) -> dict[str, float]:
         """One update on ``batch`` (any device); returns scalar metrics.
 
         ``env_steps``: how many of the batch's ``T * B`` samples are new env steps (the
         sample budget and the schedules count those); default all, less with replay.
+
+        The stages: :meth:`forward` (the current policy and values on the batch),
+        :meth:`targets` (V-trace and the policy-gradient advantages), :meth:`losses`, and
+        :meth:`apply` (clip, guard, optimizer step, PopArt statistics).
         """
         cfg = self.config
         b = batch.to(self.device)
-        t_len, n = b.unroll_length, b.batch_size
         lr = _linear(cfg.lr, cfg.lr_final, self.progress)
         ent_coef = _linear(cfg.entropy_coef, cfg.entropy_coef_final, self.progress)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        fwd = self.forward(b)
+        tg = self.targets(b, fwd)
+        ls = self.losses(fwd, tg, ent_coef)
+        finite, grad_norm = self.apply(ls.loss, tg)
+        self.samples += b.unroll_length * b.batch_size if env_steps is None else env_steps
+        metrics = self._metrics(b, fwd, tg, ls, finite, grad_norm)
+        metrics.update(lr=lr, entropy_coef=ent_coef)
+        return metrics
 
-        lag = (self.version - b.policy_version).float()  # updates since the actor's weights
+    # --- stages ---
+
+    @property
+    def popart_sigma(self) -> Tensor:
+        """``[K]`` PopArt scales ``sqrt(nu - mu^2)`` (ones without PopArt)."""
+        var = self.popart_nu - self.popart_mu**2
+        return var.clamp(min=_POPART_MIN_VAR).sqrt()
+
+    def forward(self, b: Batch) -> Forward:
+        """Policy and values of the current weights on the batch's ``T + 1`` observations."""
+        t_len = b.unroll_length
         any_truncated = bool(b.truncated.any().item())
         out = self.model(b.obs, b.first, b.core_state, return_core_states=any_truncated)
-        values = out.values  # [T + 1, B, K]
-        params_t = {k: v[:t_len] for k, v in out.params.items()}
-        dist = self.model.distribution(params_t)
+        sigma, mu = self.popart_sigma, self.popart_mu
+        values = out.values * sigma + mu  # [T + 1, B, K], unnormalised (identity w/o PopArt)
+        dist = self.model.distribution({k: v[:t_len] for k, v in out.params.items()})
         target_logp = dist.log_prob_parts(b.actions)  # [T, B, C]
-        log_rhos = target_logp.detach() - b.behaviour_logp
-
         final_values = torch.zeros_like(values[:t_len])
         if any_truncated:  # V(final observation) of episodes cut by a time limit
             idx = b.truncated.nonzero(as_tuple=True)
@@ -127,8 +194,23 @@ class Learner:
             if out.core_outputs is not None and out.cell_states is not None:
                 state = (out.core_outputs[idx], out.cell_states[idx])
             with torch.no_grad():
-                final_values[idx] = self.model.values_after(b.final_obs[idx], state)
+                final_values[idx] = self.model.values_after(b.final_obs[idx], state) * sigma + mu
+        return Forward(values, dist, target_logp, final_values)
 
+    def targets(self, b: Batch, fwd: Forward) -> Targets:
+        """V-trace targets (eq. 1) and the scalar policy-gradient advantages ``[T, B]``.
+
+        The advantage is ``rho^pg_s * A_s`` with ``A_s = w . (q_s - V(x_s))`` (Section 4.2,
+        scalarised after V-trace with a vector critic). Any normalisation acts on ``A_s``
+        *before* the ratio weighting: standardising ``rho^pg_s A_s`` instead would give a
+        sample whose ratio is ~0 (an action the current policy no longer takes) a non-zero
+        push from the mean shift, and would rescale a batch of stale, down-weighted samples
+        back to unit size, so every update moved the policy the same amount however stale
+        its data (issue 8's collapse amplified noise this way once ratios fell to ~0).
+        """
+        cfg = self.config
+        t_len = b.unroll_length
+        log_rhos = fwd.target_logp.detach() - b.behaviour_logp
         rewards = b.rewards * cfg.reward_scale
         if cfg.reward_clip is not None:
             rewards = rewards.clamp(-cfg.reward_clip, cfg.reward_clip)
@@ -137,68 +219,129 @@ class Learner:
             log_rhos if log_rhos.shape[-1] > 1 else log_rhos[..., 0],
             discounts,
             rewards,
-            values[:t_len],
-            values[t_len],
+            fwd.values[:t_len],
+            fwd.values[t_len],
             truncated=b.truncated,
-            final_values=final_values,
+            final_values=fwd.final_values,
             rho_bar=cfg.rho_bar,
             c_bar=cfg.c_bar,
             pg_rho_bar=cfg.pg_rho_bar,
             lam=cfg.lam,
             ratio_mode=cfg.ratio_mode,  # type: ignore[arg-type]
         )
-        advantages = vt.pg_advantages @ self.reward_weights  # [T, B]: scalarise after V-trace
+        w = self.reward_weights
+        adv = (vt.q_estimate - fwd.values[:t_len].detach()) @ w  # [T, B]
         if cfg.normalize_advantages:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-        entropy_parts = dist.entropy_parts()  # [T, B, C]; once: the quadrature is not free
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        elif cfg.popart:  # scale-free advantages: divide by the scale of w . V (Hessel 2019)
+            adv = adv / (w.square() @ self.popart_sigma.square()).sqrt()
+        return Targets(vt, log_rhos, vt.pg_rhos * adv)
+
+    def losses(self, fwd: Forward, tg: Targets, ent_coef: float) -> Losses:
+        """Policy-gradient, baseline and entropy losses (``ops.losses``) and their sum.
+
+        With PopArt the baseline loss is on normalised values, ``0.5 ((v_s - mu) / sigma -
+        n(x_s))^2 = 0.5 (v_s - V(x_s))^2 / sigma^2`` per objective, so every objective of a
+        vector critic (and the scalar critic, whatever the reward scale) has a unit-scale
+        value loss instead of one growing with the square of its return.
+        """
+        cfg = self.config
+        t_len = tg.advantages.shape[0]
+        entropy_parts = fwd.dist.entropy_parts()  # [T, B, C]; once: the quadrature is not free
         entropy = entropy_parts.sum(-1)
-        pg_loss = policy_gradient_loss(target_logp.sum(-1), advantages)
-        v_loss = baseline_loss(vt.vs, values[:t_len])
+        pg_loss = policy_gradient_loss(fwd.target_logp.sum(-1), tg.advantages)
+        values, vs = fwd.values[:t_len], tg.vtrace.vs
+        if cfg.popart:
+            sigma = self.popart_sigma
+            values, vs = values / sigma, vs / sigma
+        v_loss = baseline_loss(vs, values)
         ent_loss = entropy_loss(entropy)
         loss = pg_loss + cfg.baseline_coef * v_loss + ent_coef * ent_loss
+        return Losses(loss, pg_loss, v_loss, ent_loss, entropy_parts)
 
+    def apply(self, loss: Tensor, tg: Targets) -> tuple[bool, float]:
+        """Backward, global-norm clip, and the optimizer step unless anything is non-finite
+        (then the weights stay untouched and ``skipped`` counts it). Returns ``(finite,
+        grad_norm)``."""
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            self.model.parameters(), self.config.max_grad_norm
+        )
         finite = bool(torch.isfinite(loss).item()) and bool(torch.isfinite(grad_norm).item())
         if finite:
             self.optimizer.step()
             self.version += 1
+            if self.config.popart:
+                self._update_popart(tg.vtrace.vs)
         else:
             self.optimizer.zero_grad(set_to_none=True)
             self.skipped += 1
-        self.samples += t_len * n if env_steps is None else env_steps
+        norm = grad_norm.item()
+        return finite, norm if math.isfinite(norm) else math.inf
 
+    @torch.no_grad()
+    def _update_popart(self, vs: Tensor) -> None:
+        """PopArt (van Hasselt et al. 2016, Alg. 1): move the statistics toward the batch's
+        targets, then rescale the value layer so ``sigma n(x) + mu`` is unchanged ("preserve
+        outputs precisely"). The first update takes the batch's statistics outright, so the
+        scale is right from the start instead of after ``1 / beta`` steps."""
+        flat = vs.reshape(-1, vs.shape[-1]) if vs.dim() == 3 else vs.reshape(-1, 1)
+        beta = 1.0 if self.popart_updates == 0 else self.config.popart_beta
+        mu_old, sigma_old = self.popart_mu.clone(), self.popart_sigma
+        self.popart_mu.lerp_(flat.mean(0), beta)
+        self.popart_nu.lerp_(flat.square().mean(0), beta)
+        sigma = self.popart_sigma
+        layer = self.model.value
+        layer.weight.mul_((sigma_old / sigma)[:, None])
+        layer.bias.mul_(sigma_old).add_(mu_old - self.popart_mu).div_(sigma)
+        self.popart_updates += 1
+
+    def _metrics(
+        self, b: Batch, fwd: Forward, tg: Targets, ls: Losses, finite: bool, grad_norm: float
+    ) -> dict[str, float]:
+        """Scalar metrics of one step. How far the policy moved since the actors' weights:
+        mean ``|log rho|`` per action component and the fraction of joint ratios outside
+        ``[1/2, 2]`` (a clipped fraction says little: at ``rho_bar = 1`` about half of all
+        ratios exceed 1 after any change of the policy, however small)."""
+        t_len = b.unroll_length
         with torch.no_grad():
-            rhos = vt.rhos
-            v_pred = values[:t_len]
+            vt = tg.vtrace
+            v_pred = fwd.values[:t_len]
             var_vs = vt.vs.var()
             explained = 1.0 - (vt.vs - v_pred).var() / var_vs if var_vs > 0 else torch.tensor(0.0)
+            lag = (self.version - int(finite) - b.policy_version).float()
+            abs_log_rho = tg.log_rhos.abs().mean(dim=(0, 1))  # [C]
+            joint = tg.log_rhos.sum(-1)
+            entropy = ls.entropy_parts.sum(-1)
             metrics = {
-                "loss": loss.item(),
-                "loss_pg": pg_loss.item(),
-                "loss_baseline": v_loss.item(),
-                "loss_entropy": ent_loss.item(),
+                "loss": ls.loss.item(),
+                "loss_pg": ls.pg.item(),
+                "loss_baseline": ls.baseline.item(),
+                "loss_entropy": ls.entropy.item(),
                 "entropy": entropy.mean().item(),
-                "rho_mean": rhos.mean().item(),
-                "rho_max": rhos.max().item(),
-                "rho_clip_frac": (rhos > cfg.rho_bar).float().mean().item(),
-                "c_clip_frac": (rhos > cfg.c_bar).float().mean().item(),
-                "grad_norm": grad_norm.item() if math.isfinite(grad_norm.item()) else math.inf,
-                "lr": lr,
-                "entropy_coef": ent_coef,
+                "rho_mean": vt.rhos.mean().item(),
+                "rho_max": vt.rhos.max().item(),
+                "log_rho_abs": joint.abs().mean().item(),
+                "ratio_outside_frac": (joint.abs() > math.log(2.0)).float().mean().item(),
+                "grad_norm": grad_norm,
                 "policy_lag_mean": lag.mean().item(),
                 "policy_lag_max": lag.max().item(),
                 "value_mean": v_pred.mean().item(),
                 "vs_mean": vt.vs.mean().item(),
-                "advantage_mean": advantages.mean().item(),
+                "advantage_mean": tg.advantages.mean().item(),
+                "advantage_abs": tg.advantages.abs().mean().item(),
                 "explained_variance": float(explained),
                 "skipped": 0.0 if finite else 1.0,
                 "skipped_total": float(self.skipped),
                 "version": float(self.version),
             }
             if isinstance(b.actions, HybridAction):
-                parts = entropy_parts.mean(dim=(0, 1))
+                parts = ls.entropy_parts.mean(dim=(0, 1))
                 metrics["entropy_discrete"] = parts[0].item()
                 metrics["entropy_continuous"] = parts[1].item()
+                metrics["log_rho_abs_discrete"] = abs_log_rho[0].item()
+                metrics["log_rho_abs_continuous"] = abs_log_rho[1].item()
+            if self.config.popart:
+                metrics["popart_sigma_mean"] = self.popart_sigma.mean().item()
         return metrics
