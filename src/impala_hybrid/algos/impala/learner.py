@@ -47,6 +47,10 @@ _POPART_MIN_VAR = 1e-4
 """Floor on PopArt's variance (sigma >= 0.01): a constant target must not divide by ~0."""
 
 
+def _sigma(mu: Tensor, nu: Tensor) -> Tensor:
+    return (nu - mu.square()).clamp(min=_POPART_MIN_VAR).sqrt()
+
+
 class Forward(NamedTuple):
     """The current weights on a batch."""
 
@@ -62,6 +66,8 @@ class Targets(NamedTuple):
     vtrace: VTraceReturns
     log_rhos: Tensor  # [T, B, C] per-component log pi - log mu
     advantages: Tensor  # [T, B] rho^pg_s * A_s, scalarised (and normalised if configured)
+    popart_mu: Tensor  # [K] PopArt statistics including this batch (the current ones if off)
+    popart_nu: Tensor
 
 
 class Losses(NamedTuple):
@@ -175,8 +181,7 @@ class Learner:
     @property
     def popart_sigma(self) -> Tensor:
         """``[K]`` PopArt scales ``sqrt(nu - mu^2)`` (ones without PopArt)."""
-        var = self.popart_nu - self.popart_mu**2
-        return var.clamp(min=_POPART_MIN_VAR).sqrt()
+        return _sigma(self.popart_mu, self.popart_nu)
 
     def forward(self, b: Batch) -> Forward:
         """Policy and values of the current weights on the batch's ``T + 1`` observations."""
@@ -231,11 +236,15 @@ class Learner:
         )
         w = self.reward_weights
         adv = (vt.q_estimate - fwd.values[:t_len].detach()) @ w  # [T, B]
+        mu, nu = self.popart_mu, self.popart_nu
+        if cfg.popart:
+            mu, nu = self._popart_statistics(vt.vs)
+        sigma = _sigma(mu, nu)
         if cfg.normalize_advantages:
             adv = (adv - adv.mean()) / (adv.std() + 1e-8)
         elif cfg.popart:  # scale-free advantages: divide by the scale of w . V (Hessel 2019)
-            adv = adv / (w.square() @ self.popart_sigma.square()).sqrt()
-        return Targets(vt, log_rhos, vt.pg_rhos * adv)
+            adv = adv / (w.square() @ sigma.square()).sqrt()
+        return Targets(vt, log_rhos, vt.pg_rhos * adv, mu, nu)
 
     def losses(self, fwd: Forward, tg: Targets, ent_coef: float) -> Losses:
         """Policy-gradient, baseline and entropy losses (``ops.losses``) and their sum.
@@ -251,8 +260,8 @@ class Learner:
         entropy = entropy_parts.sum(-1)
         pg_loss = policy_gradient_loss(fwd.target_logp.sum(-1), tg.advantages)
         values, vs = fwd.values[:t_len], tg.vtrace.vs
-        if cfg.popart:
-            sigma = self.popart_sigma
+        if cfg.popart:  # normalised by the statistics updated with this batch (PopArt Alg. 1)
+            sigma = _sigma(tg.popart_mu, tg.popart_nu)
             values, vs = values / sigma, vs / sigma
         v_loss = baseline_loss(vs, values)
         ent_loss = entropy_loss(entropy)
@@ -262,18 +271,34 @@ class Learner:
     def apply(self, loss: Tensor, tg: Targets) -> tuple[bool, float]:
         """Backward, global-norm clip, and the optimizer step unless anything is non-finite
         (then the weights stay untouched and ``skipped`` counts it). Returns ``(finite,
-        grad_norm)``."""
+        grad_norm)``.
+
+        PopArt's order (van Hasselt et al. 2016, Alg. 1) is: new statistics, rescale the value
+        layer to preserve outputs, then a gradient step on the normalised loss in the rescaled
+        parameters. The forward pass ran before the rescale, so the value layer's gradient is
+        taken in the old parameters; with ``W' = W sigma_old / sigma_new`` (per output) the
+        gradient in ``W'`` (and ``b'``) is the old one times ``sigma_new / sigma_old``, and the
+        gradient reaching the trunk is the same in both. So: scale those two gradients,
+        rescale the layer, step.
+        """
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        popart = self.config.popart
+        if popart:  # the gradient in the value layer's rescaled parameters (see below)
+            ratio = _sigma(tg.popart_mu, tg.popart_nu) / self.popart_sigma
+            layer = self.model.value
+            if layer.weight.grad is not None and layer.bias.grad is not None:
+                layer.weight.grad.mul_(ratio[:, None])
+                layer.bias.grad.mul_(ratio)
         grad_norm = torch.nn.utils.clip_grad_norm_(
             self.model.parameters(), self.config.max_grad_norm
         )
         finite = bool(torch.isfinite(loss).item()) and bool(torch.isfinite(grad_norm).item())
         if finite:
+            if popart:
+                self._commit_popart(tg.popart_mu, tg.popart_nu)
             self.optimizer.step()
             self.version += 1
-            if self.config.popart:
-                self._update_popart(tg.vtrace.vs)
         else:
             self.optimizer.zero_grad(set_to_none=True)
             self.skipped += 1
@@ -281,20 +306,27 @@ class Learner:
         return finite, norm if math.isfinite(norm) else math.inf
 
     @torch.no_grad()
-    def _update_popart(self, vs: Tensor) -> None:
-        """PopArt (van Hasselt et al. 2016, Alg. 1): move the statistics toward the batch's
-        targets, then rescale the value layer so ``sigma n(x) + mu`` is unchanged ("preserve
-        outputs precisely"). The first update takes the batch's statistics outright, so the
-        scale is right from the start instead of after ``1 / beta`` steps."""
+    def _popart_statistics(self, vs: Tensor) -> tuple[Tensor, Tensor]:
+        """PopArt (van Hasselt et al. 2016, Alg. 1): the first and second moments of the value
+        targets, moved toward this batch's by ``popart_beta`` (the first update takes the
+        batch's outright, so the scale is right from the start, not after ``1 / beta``)."""
         flat = vs.reshape(-1, vs.shape[-1]) if vs.dim() == 3 else vs.reshape(-1, 1)
         beta = 1.0 if self.popart_updates == 0 else self.config.popart_beta
+        mu = torch.lerp(self.popart_mu, flat.mean(0), beta)
+        nu = torch.lerp(self.popart_nu, flat.square().mean(0), beta)
+        return mu, nu
+
+    @torch.no_grad()
+    def _commit_popart(self, mu: Tensor, nu: Tensor) -> None:
+        """Adopt the new statistics and rescale the value layer so that ``sigma n(x) + mu``,
+        the unnormalised value, is unchanged ("preserve outputs precisely")."""
         mu_old, sigma_old = self.popart_mu.clone(), self.popart_sigma
-        self.popart_mu.lerp_(flat.mean(0), beta)
-        self.popart_nu.lerp_(flat.square().mean(0), beta)
+        self.popart_mu.copy_(mu)
+        self.popart_nu.copy_(nu)
         sigma = self.popart_sigma
         layer = self.model.value
         layer.weight.mul_((sigma_old / sigma)[:, None])
-        layer.bias.mul_(sigma_old).add_(mu_old - self.popart_mu).div_(sigma)
+        layer.bias.mul_(sigma_old).add_(mu_old - mu).div_(sigma)
         self.popart_updates += 1
 
     def _metrics(

@@ -1,0 +1,223 @@
+"""What keeps learning from collapsing (issue 8): the learner's targets and ratio metrics,
+PopArt, the bounded log-std and desynchronised episodes. Each test fails on the code before
+its fix (noted per test)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from impala_hybrid.algos.impala.actor import Actor
+from impala_hybrid.algos.impala.config import IMPALAConfig
+from impala_hybrid.algos.impala.learner import Learner
+from impala_hybrid.envs.factory import make_vector_env
+from impala_hybrid.experiments.spec import TrainConfig
+from impala_hybrid.models.actor_critic import ActorCritic, ModelConfig
+from impala_hybrid.models.distributions import LOG_STD_MIN, HybridAction
+from impala_hybrid.runtime.serial import build
+from impala_hybrid.types import Batch
+
+UAV = "impala_hybrid/UAVNet-v0"
+
+
+def _setup(critic: str = "scalar", **algo: object) -> tuple[Learner, Batch]:
+    cfg = TrainConfig(
+        env=UAV,
+        num_envs=8,
+        total_steps=1024,
+        model=ModelConfig(hidden=(32, 32)),
+        algo=IMPALAConfig(unroll_length=8, batch_size=8, **algo),  # type: ignore[arg-type]
+        critic=critic,
+    )
+    _, learner, actor = build(cfg)
+    return learner, actor.unroll(learner.version)
+
+
+def _with_behaviour(batch: Batch, shift: torch.Tensor) -> Batch:
+    """The batch as if the behaviour policy's per-component log-probs were ``target - shift``
+    (so ``log rho = shift`` per component)."""
+    return dataclasses.replace(batch, behaviour_logp=batch.behaviour_logp - shift)
+
+
+def _targets(learner: Learner, batch: Batch):  # type: ignore[no-untyped-def]
+    with torch.no_grad():
+        fwd = learner.forward(batch)
+    on_policy = dataclasses.replace(batch, behaviour_logp=fwd.target_logp.detach().clone())
+    return fwd, on_policy
+
+
+def test_pg_clip_follows_rho_bar_by_default() -> None:
+    # Before: IMPALAConfig.pg_rho_bar defaulted to 1.0, so rho_bar = 2 kept the pg clip at 1.
+    learner, batch = _setup(rho_bar=2.0)
+    fwd, on = _targets(learner, batch)
+    off = _with_behaviour(on, torch.tensor([math.log(1.5), 0.0]))  # joint ratio 1.5
+    tg = learner.targets(off, fwd)
+    assert torch.allclose(tg.vtrace.pg_rhos, torch.full_like(tg.vtrace.pg_rhos, 1.5))
+    explicit, _ = _setup(rho_bar=2.0, pg_rho_bar=1.0)
+    assert explicit.targets(off, fwd).vtrace.pg_rhos.max().item() == pytest.approx(1.0)
+
+
+def test_standardisation_precedes_the_ratio_weighting() -> None:
+    # Before: advantages were standardised after the rho weighting, so samples whose ratio
+    # is ~0 (actions the policy no longer takes) got a push from the mean shift, and a batch
+    # of down-weighted samples was scaled back up to unit size.
+    learner, batch = _setup(normalize_advantages=True)
+    fwd, on = _targets(learner, batch)
+    shift = torch.zeros(8, 8, 2)
+    shift[:, :4, 1] = -60.0  # columns 0-3: continuous log-ratio -60, rho ~ 1e-26
+    tg = learner.targets(_with_behaviour(on, shift), fwd)
+    assert tg.advantages[:, :4].abs().max().item() < 1e-12
+    fresh = learner.targets(on, fwd).advantages  # all on-policy: plain standardised A_s
+    assert fresh.mean().item() == pytest.approx(0.0, abs=1e-5)
+    assert fresh.std().item() == pytest.approx(1.0, rel=1e-4)
+    # Half the batch carries (almost) no weight, and the batch is not rescaled to unit size.
+    assert 0.3 < tg.advantages.std().item() < 0.9
+
+
+def test_ratio_metrics_per_component() -> None:
+    # Before: only rho_clip_frac, which reads ~0.5 at rho_bar = 1 after any policy change.
+    learner, batch = _setup()
+    fwd, on = _targets(learner, batch)
+    m = learner.step(_with_behaviour(on, torch.tensor([math.log(3.0), -0.25])))
+    assert m["log_rho_abs_discrete"] == pytest.approx(math.log(3.0), rel=1e-4)
+    assert m["log_rho_abs_continuous"] == pytest.approx(0.25, rel=1e-3)
+    assert m["log_rho_abs"] == pytest.approx(math.log(3.0) - 0.25, rel=1e-3)
+    assert m["ratio_outside_frac"] == 1.0  # joint ratio 3 e^-0.25 = 2.34 > 2 everywhere
+    small = learner.step(_with_behaviour(on, torch.tensor([0.1, 0.1])))
+    assert small["ratio_outside_frac"] == 0.0
+
+
+def _zero_values(learner: Learner) -> None:
+    with torch.no_grad():
+        learner.model.value.weight.zero_()
+        learner.model.value.bias.zero_()
+
+
+@pytest.mark.parametrize("critic", ["scalar", "vector"])
+def test_popart_first_update_is_invariant_to_the_reward_scale(critic: str) -> None:
+    # With zero initial values the V-trace targets are linear in the rewards, and PopArt's
+    # normalised losses and advantages make the whole update independent of their scale;
+    # without PopArt the value loss grows with the square of the scale (the vector critic's
+    # 7 raw components gave ~14x the scalar critic's value loss). (A constant component, like
+    # the hinge component with hinges off, has its variance floored, the same at any scale.)
+    grads, losses = [], []
+    for scale in (100.0, 10000.0):  # large enough that no objective's variance is floored
+        torch.manual_seed(0)
+        learner, batch = _setup(popart=True, reward_scale=scale, critic=critic)
+        _zero_values(learner)
+        fwd = learner.forward(batch)
+        tg = learner.targets(batch, fwd)
+        ls = learner.losses(fwd, tg, 0.0)
+        learner.optimizer.step = lambda *a, **k: None  # type: ignore[method-assign]
+        learner.apply(ls.loss, tg)  # the gradient PopArt steps with (rescaled layer)
+        grads.append([p.grad.clone() for p in learner.model.parameters()])  # type: ignore[union-attr]
+        losses.append(ls.baseline.item())
+    assert losses[1] == pytest.approx(losses[0], rel=1e-4)
+    for a, b in zip(*grads, strict=True):
+        if critic == "vector" and a.shape[0] == 7:  # value layer: without the hinge row, whose
+            a, b = a[:6], b[:6]  # targets are float32 rounding noise (r - w.vec) at the floor
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-6)
+
+
+def test_popart_preserves_the_unnormalised_values() -> None:
+    learner, batch = _setup(popart=True, reward_scale=50.0)
+    learner.step(batch)
+    assert learner.popart_updates == 1 and learner.popart_sigma.item() > 1.0  # batch's scale
+    with torch.no_grad():
+        before = learner.forward(batch).values
+        learner._commit_popart(learner.popart_mu * 2 + 1, learner.popart_nu * 5 + 3)
+        after = learner.forward(batch).values
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
+    resumed = Learner(ActorCritic(29, learner.model.action, learner.model.config), learner.config)
+    resumed.load_state_dict(learner.state_dict())
+    torch.testing.assert_close(resumed.popart_sigma, learner.popart_sigma)
+    assert resumed.popart_updates == 2
+
+
+def _raw_log_std_grad(bound: str, raw: float) -> float:
+    from impala_hybrid.models.spaces import action_spec
+
+    env = make_vector_env(UAV, 2)
+    model = ActorCritic(29, action_spec(env.single_action_space), ModelConfig(
+        hidden=(16,), log_std_bound=bound))  # fmt: skip
+    names = list(model._sizes)
+    lo = sum(model._sizes[n] for n in names[: names.index("log_std")])
+    hi = lo + model._sizes["log_std"]
+    with torch.no_grad():
+        model.policy.weight.zero_()
+        model.policy.bias.zero_()
+        model.policy.bias[lo:hi] = raw
+    out = model(torch.rand(1, 4, 29), torch.zeros(1, 4, dtype=torch.bool))
+    model.distribution(out.params).entropy().sum().backward()
+    grad = model.policy.bias.grad
+    assert grad is not None
+    return float(grad[lo:hi].abs().max())
+
+
+def test_entropy_can_raise_a_log_std_below_the_floor() -> None:
+    # Before: the log-std was hard-clamped at -5; below it the entropy bonus had no gradient
+    # and the collapsed width could never recover.
+    assert _raw_log_std_grad("clamp", -8.0) == 0.0
+    assert _raw_log_std_grad("tanh", -3.0) > 1e-3
+    env = make_vector_env(UAV, 2)
+    from impala_hybrid.models.spaces import action_spec
+
+    model = ActorCritic(29, action_spec(env.single_action_space), ModelConfig(
+        hidden=(16,), init_log_std=-0.5))  # fmt: skip
+    with torch.no_grad():
+        model.policy.weight.zero_()
+    out = model(torch.rand(1, 3, 29), torch.zeros(1, 3, dtype=torch.bool))
+    torch.testing.assert_close(out.params["log_std"], torch.full_like(out.params["log_std"], -0.5))
+    assert out.params["log_std"].min() > LOG_STD_MIN
+
+
+def test_desynchronised_first_episodes() -> None:
+    env = make_vector_env(UAV, 16, {"episode_steps": 40})
+    model = ActorCritic(29, _spec(env), ModelConfig(hidden=(16,)))
+    actor = Actor(env, model, 10, seed=3, desync_steps=40)
+    cuts = actor._cut.copy()
+    assert cuts.min() >= 1 and cuts.max() <= 40 and len(set(cuts.tolist())) > 4
+    batches = [actor.unroll() for _ in range(8)]  # 80 steps: first episodes, then full ones
+    trunc = torch.cat([b.truncated for b in batches]).numpy()  # [80, 16]
+    for i in range(16):
+        ends = np.flatnonzero(trunc[:, i]) + 1  # episode lengths so far, cumulative
+        assert ends[0] == cuts[i]  # the first episode is cut where drawn
+        if cuts[i] < 40:  # later episodes run their full 40 steps
+            np.testing.assert_array_equal(np.diff(ends), 40)
+    # Each cut is a truncation the learner bootstraps from: final_obs is the env's next
+    # observation and the next row starts a fresh episode (first flag, time feature 0).
+    b0 = batches[0]
+    t, i = map(int, np.argwhere(b0.truncated.numpy())[0])
+    assert b0.first[t + 1, i] and b0.obs[t + 1, i, 28] == 0.0
+    assert b0.final_obs[t, i, 28] == pytest.approx(cuts[i] / 40)
+    assert not actor._cut.any()
+    lengths = actor.drain_episodes()[1]
+    assert sorted(lengths)[:4] == sorted(cuts.tolist())[:4]
+
+
+def _spec(env):  # type: ignore[no-untyped-def]
+    from impala_hybrid.models.spaces import action_spec
+
+    return action_spec(env.single_action_space)
+
+
+def test_desync_resumes_exactly() -> None:
+    def make() -> Actor:
+        env = make_vector_env(UAV, 4, {"episode_steps": 30})
+        torch.manual_seed(0)
+        model = ActorCritic(29, _spec(env), ModelConfig(hidden=(16,)))
+        return Actor(env, model, 5, seed=1, desync_steps=30)
+
+    a = make()
+    a.unroll()
+    state = a.state_dict()
+    rest = [a.unroll() for _ in range(6)]
+    b = make()
+    b.load_state_dict(state)
+    for x, y in zip(rest, [b.unroll() for _ in range(6)], strict=True):
+        assert torch.equal(x.truncated, y.truncated) and torch.equal(x.obs, y.obs)
+    assert isinstance(rest[0].actions, HybridAction)
