@@ -33,19 +33,29 @@ from impala_hybrid.models.distributions import (
 from impala_hybrid.models.spaces import ActionSpec
 from impala_hybrid.validation import spec, validate
 
-_LOG_STD_SPAN = LOG_STD_MAX - LOG_STD_MIN
+_LOG_STD_MID = (LOG_STD_MAX + LOG_STD_MIN) / 2.0
+_LOG_STD_HALF = (LOG_STD_MAX - LOG_STD_MIN) / 2.0
 
 
 def bounded_log_std(raw: Tensor) -> Tensor:
-    """``LOG_STD_MIN + (tanh(raw) + 1) / 2 * (LOG_STD_MAX - LOG_STD_MIN)`` (CleanRL's SAC map).
+    """``mid + half tanh((raw - mid) / half)``: the log-std kept inside ``[LOG_STD_MIN,
+    LOG_STD_MAX]`` (``mid``, ``half``: that range's centre and half-width).
 
     Why not the distribution's clamp alone: a clamp has zero gradient outside its range, so
     once one large update pushed a head's raw log-std below the floor, no gradient (the
     entropy bonus's included) could bring it back, and the policy stayed at the narrowest
     width while log-prob gradients grew like ``1 / std^2`` (issue 8's late collapse). The tanh
-    map reaches the bounds only asymptotically and has a gradient everywhere.
+    map reaches the bounds only asymptotically and has a gradient everywhere. Its slope is 1
+    at the centre of the range (0.92 at the default initial -0.5), so inside the range the
+    optimiser moves the log-std as fast as an unbounded head would; CleanRL's SAC map,
+    ``min + (tanh(raw) + 1) span / 2``, has slope 3.5 there, and made the std collapse early.
     """
-    return LOG_STD_MIN + (torch.tanh(raw) + 1.0) * (_LOG_STD_SPAN / 2.0)
+    return _LOG_STD_MID + _LOG_STD_HALF * torch.tanh((raw - _LOG_STD_MID) / _LOG_STD_HALF)
+
+
+def raw_log_std(log_std: float) -> float:
+    """The raw head output that :func:`bounded_log_std` maps to ``log_std`` (inside the range)."""
+    return _LOG_STD_MID + _LOG_STD_HALF * math.atanh((log_std - _LOG_STD_MID) / _LOG_STD_HALF)
 
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU, "elu": nn.ELU}
@@ -147,7 +157,7 @@ class ActorCritic(nn.Module):
             offset = 0
             raw_init = config.init_log_std
             if config.log_std_bound == "tanh":  # the raw value that maps to init_log_std
-                raw_init = math.atanh(2.0 * (raw_init - LOG_STD_MIN) / _LOG_STD_SPAN - 1.0)
+                raw_init = raw_log_std(raw_init)
             for name, size in self._sizes.items():
                 if name == "log_std":
                     with torch.no_grad():
