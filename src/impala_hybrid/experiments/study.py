@@ -138,9 +138,7 @@ def validation_baselines(cfg: TrainConfig) -> dict[str, float]:
     }  # fmt: skip
 
 
-def summarise(
-    results: dict[str, EvalResult], run_dirs: Sequence[Path]
-) -> dict[str, Any]:
+def summarise(results: dict[str, EvalResult], run_dirs: Sequence[Path]) -> dict[str, Any]:
     """The headline numbers: per seed and mean, against the best classical policy."""
     classical = {n: results[n] for n in HEURISTICS}
     best_name = max(classical, key=lambda n: classical[n].return_mean)
@@ -156,7 +154,7 @@ def summarise(
             n: paired_interval(r.per_episode["r"], c.per_episode["r"]) for n, c in classical.items()
         }
         row["beats_every_classical"] = all(lo > 0 for _, lo, _ in row["beats"].values())
-        steps, curve = _curve(run_dir)
+        _, curve = _curve(run_dir)
         row["validation_best"] = float(np.nanmax(curve))
         row["validation_last"] = float(curve[-1])
         seeds.append(row)
@@ -261,9 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     plot_curves(run_dirs, baselines, out / "curve.png", args.title)
     (out / "table.md").write_text(markdown_table(results, summary))
     payload = {
-        "command": "python -m impala_hybrid.experiments.study " + shlex.join(
-            sys.argv[1:] if argv is None else argv
-        ),
+        "command": "python -m impala_hybrid.experiments.study "
+        + shlex.join(sys.argv[1:] if argv is None else argv),
         "config": config_to_dict(cfg),
         "seeds": args.seeds,
         "train_seconds": train_s,

@@ -49,6 +49,7 @@ from typing import Any, Protocol
 import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.text import Text
 
 from impala_hybrid import UAVNET_ID
 from impala_hybrid.algos.impala.learner import Learner
@@ -60,6 +61,7 @@ from impala_hybrid.experiments.config_io import (
 )
 from impala_hybrid.experiments.spec import TrainConfig
 from impala_hybrid.runtime.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from impala_hybrid.runtime.health import CliffWatch
 from impala_hybrid.runtime.local import LocalRun
 from impala_hybrid.runtime.serial import SerialRun, torch_threads
 from impala_hybrid.validation import ConfigError
@@ -199,6 +201,7 @@ class TrainerState:
     learner_steps: int = 0
     train_seconds: float = 0.0  # time spent in learner steps, all sessions
     baselines: dict[str, Any] = dataclasses.field(default_factory=dict)
+    cliff: dict[str, Any] = dataclasses.field(default_factory=dict)  # CliffWatch state
 
 
 def _fmt(x: float | None) -> str:
@@ -241,9 +244,12 @@ class Trainer:
             next_eval=cfg.eval_interval if cfg.eval_interval > 0 else -1,
             next_checkpoint=cfg.checkpoint_interval,
         )
+        self.watch = CliffWatch()
         if checkpoint is not None:
             self._restore(checkpoint)
             self.resumed_from = self.runtime.env_steps
+            if self.state.cliff:
+                self.watch.load_state_dict(self.state.cliff)
 
     def _make_runtime(self) -> Runtime:
         try:
@@ -298,6 +304,7 @@ class Trainer:
     # --- files ---
 
     def _payload(self) -> dict[str, Any]:
+        self.state.cliff = self.watch.state_dict()
         return {
             "runtime": self.runtime_name,
             "config": config_to_dict(self.cfg),
@@ -337,6 +344,9 @@ class Trainer:
         line: dict[str, Any] = {"env_steps": steps, **result}
         if st.baselines:
             line["baselines"] = {k: v["return"]["mean"] for k, v in st.baselines.items()}
+        warning = self.watch.on_eval(steps, ret)
+        if warning is not None:
+            line["warning"] = warning
         eval_log.write(_json_line(line) + "\n")
         eval_log.flush()
         writer.add_scalar("eval/return_mean", ret, steps)
@@ -350,8 +360,13 @@ class Trainer:
         if "baselines" in line:
             msg += " (" + ", ".join(f"{k} {v:.2f}" for k, v in line["baselines"].items()) + ")"
         self.console.print(msg + (" [best]" if improved else ""))
+        if warning is not None:
+            self._warn(warning)
         if improved:
             self.save(BEST)
+
+    def _warn(self, message: str) -> None:
+        self.console.print(Text("warning: " + message, style="bold yellow"))
 
     def _periodic(self, writer: Any, eval_log: Any) -> None:
         """Evaluations and checkpoints due at the current step."""
@@ -437,6 +452,9 @@ class Trainer:
                         fps = (rt.env_steps - window_steps) / max(window_time, 1e-9)
                         window_steps, window_time = rt.env_steps, 0.0
                         self._log(record, writer, metrics_log, fps)
+                        warning = self.watch.on_record(rt.env_steps, record.get("entropy"))
+                        if warning is not None:
+                            self._warn(warning)
                         ret = record.get("episode_return", math.nan)
                         progress.update(
                             task,
