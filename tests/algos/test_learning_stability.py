@@ -81,7 +81,7 @@ def test_standardisation_precedes_the_ratio_weighting() -> None:
 def test_ratio_metrics_per_component() -> None:
     # Before: only rho_clip_frac, which reads ~0.5 at rho_bar = 1 after any policy change.
     learner, batch = _setup()
-    fwd, on = _targets(learner, batch)
+    _, on = _targets(learner, batch)
     m = learner.step(_with_behaviour(on, torch.tensor([math.log(3.0), -0.25])))
     assert m["log_rho_abs_discrete"] == pytest.approx(math.log(3.0), rel=1e-4)
     assert m["log_rho_abs_continuous"] == pytest.approx(0.25, rel=1e-3)
