@@ -40,9 +40,12 @@ def _signal_after(k: int, signum: int) -> Any:
     return hook
 
 
-def test_train_writes_the_run_directory(tmp_path: Path) -> None:
+def test_train_writes_the_run_directory(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "runs" / "a"
     assert cli.main(["train", *TINY, "--out", str(out)]) == 0
+    # the first evaluation is always the best so far: its marker must reach the screen
+    first_eval = next(ln for ln in capsys.readouterr().out.splitlines() if "eval @" in ln)
+    assert first_eval.endswith(" [best]"), first_eval
     cfg = load_config(out / "config.yaml")
     assert cfg.total_steps == 640 and cfg.model.hidden == (16,)
     assert cfg.env_kwargs == {"episode_steps": 30}

@@ -48,6 +48,7 @@ from typing import Any, Protocol
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from impala_hybrid import UAVNET_ID
@@ -349,7 +350,8 @@ class Trainer:
         msg = f"eval @ {steps:,} steps: return {_fmt(ret)} ± {_fmt(result['return_std'])}"
         if "baselines" in line:
             msg += " (" + ", ".join(f"{k} {v:.2f}" for k, v in line["baselines"].items()) + ")"
-        self.console.print(msg + (" [best]" if improved else ""))
+        # escaped: rich would read "[best]" as a markup tag and print nothing
+        self.console.print(escape(msg + (" [best]" if improved else "")))
         if improved:
             self.save(BEST)
 
