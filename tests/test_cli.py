@@ -85,3 +85,17 @@ def test_set_parses_yaml_scalars() -> None:
         "constraint_hinges": False,
         "routine_base_rates": [1, 2, 3, 4],
     }
+
+
+def test_train_help_lists_the_presets_and_runtimes(capsys: pytest.CaptureFixture) -> None:
+    """The names are spelled out in cli.py (building the parser must not import torch); they
+    must stay the real ones."""
+    from impala_hybrid.experiments.spec import PRESETS
+    from impala_hybrid.runtime.trainer import RUNTIMES
+
+    assert (tuple(PRESETS), tuple(RUNTIMES)) == (cli.PRESET_NAMES, cli.RUNTIME_NAMES)
+    assert cli.main(["train", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "RUNTIMES" not in text and "pendulum, ..." not in text
+    for name in (*PRESETS, *RUNTIMES):
+        assert name in text, name

@@ -100,6 +100,34 @@ def test_sigterm_writes_last_and_exits_143(tmp_path: Path) -> None:
     assert (out / "checkpoints" / "best.pt").exists()
 
 
+def test_the_printed_continue_command_resumes_a_local_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Ctrl-C during ``train --runtime local`` (``make run``) prints a command; that exact
+    command continues the run (the checkpoint's runtime is used, not the default serial)."""
+    tiny = [a for a in TINY[2:] if a != "--set"]
+    local = ["local.num_actors=1", "local.envs_per_actor=4", "eval_interval=0"]
+    cfg = load_config(preset="uav_hybrid", overrides=[*tiny, *local])
+    out = tmp_path / "local"
+    trainer = start_run(cfg, out, runtime="local", on_step=_signal_after(3, signal.SIGINT))
+    assert trainer.run() == 130
+    printed = capsys.readouterr().out
+    command = printed.split("Continue with: ")[1].split()
+    assert command[:3] == ["impala-hybrid", "train", "--resume"], printed
+    assert cli.main(command[1:]) == 0, capsys.readouterr().err
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["runtime"] == "local"
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["env_steps"] >= cfg.total_steps
+
+
+def test_resuming_a_finished_run_says_how_to_extend_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "done"
+    assert cli.main(["train", *TINY, "--set", "total_steps=32", "--out", str(out)]) == 0
+    capsys.readouterr()
+    _fails(["train", "--resume", str(out)], capsys, "finished", "total_steps = 32", "--set")
+
+
 def test_resume_with_more_steps_reports_the_change(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

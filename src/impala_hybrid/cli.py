@@ -327,6 +327,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
 # --- train ----------------------------------------------------------------------------------
 
 
+#: ``experiments.spec.PRESETS`` and ``runtime.trainer.RUNTIMES`` keys, spelled out so that
+#: building the parser does not import torch (tests/test_cli.py keeps them in sync).
+PRESET_NAMES = ("cartpole", "pendulum", "param_choice", "uav_hybrid")
+RUNTIME_NAMES = ("serial", "local")
+
+
 def _add_train(sub: Any) -> None:
     # Presets and runtimes are checked in cmd_train, not as argparse choices: listing them
     # here would import torch for every subcommand's parser.
@@ -340,7 +346,9 @@ def _add_train(sub: Any) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--config", metavar="FILE.yaml", help="training config (TrainConfig YAML)")
     src.add_argument(
-        "--preset", metavar="NAME", help="start from a preset (cartpole, pendulum, ...)"
+        "--preset",
+        metavar="NAME",
+        help=f"start from a preset: {', '.join(PRESET_NAMES)} (configs/NAME.yaml resolved)",
     )
     p.add_argument(
         "--out", metavar="RUN_DIR", help="new run directory (must not exist or be empty)"
@@ -360,8 +368,10 @@ def _add_train(sub: Any) -> None:
     )
     p.add_argument(
         "--runtime",
-        default="serial",
-        help="how actors and learner run: a name in runtime.trainer.RUNTIMES (default serial)",
+        choices=RUNTIME_NAMES,
+        help="how actors and learner run: serial (one process, reproducible) or local (actor "
+        "processes feeding one learner); default serial for a new run, and for --resume the "
+        "runtime that wrote the checkpoint",
     )
     p.set_defaults(func=cmd_train)
 
@@ -371,11 +381,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from impala_hybrid.experiments.config_io import load_config
     from impala_hybrid.models.spaces import SpaceError
     from impala_hybrid.runtime.checkpoint import CheckpointError
-    from impala_hybrid.runtime.trainer import RUNTIMES, RunDirError, resume_run, start_run
+    from impala_hybrid.runtime.trainer import RunDirError, resume_run, start_run
 
     console = _console()
-    if args.runtime not in RUNTIMES:
-        raise CliError(f"unknown runtime {args.runtime!r}; valid: {', '.join(RUNTIMES)}")
     try:
         if args.resume is not None:
             if args.config is not None or args.preset is not None or args.out is not None:
@@ -392,7 +400,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             if args.out is None:
                 raise CliError("--out RUN_DIR is required for a new run")
             cfg = load_config(args.config, preset=args.preset, overrides=args.overrides)
-            trainer = start_run(cfg, args.out, runtime=args.runtime, console=console)
+            trainer = start_run(cfg, args.out, runtime=args.runtime or "serial", console=console)
     except (ConfigError, CheckpointError, RunDirError, EnvSpecError, SpaceError) as e:
         raise CliError(str(e)) from None
     return trainer.run()

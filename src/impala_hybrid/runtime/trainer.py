@@ -259,8 +259,8 @@ class Trainer:
         name = ckpt.get("runtime")
         if name != self.runtime_name:
             raise CheckpointError(
-                f"checkpoint {path} was written by runtime {name!r}; resume it with "
-                f"--runtime {name}"
+                f"checkpoint {path} was written by runtime {name!r} and cannot continue under "
+                f"{self.runtime_name!r}; drop --runtime (resume uses the checkpoint's runtime)"
             )
         try:
             self.runtime.load_state_dict(ckpt["state"])
@@ -498,7 +498,7 @@ def resume_run(
     run_dir: str | Path,
     *,
     overrides: tuple[str, ...] | list[str] = (),
-    runtime: str = "serial",
+    runtime: str | None = None,
     console: Console | None = None,
     on_step: Callable[[Trainer], None] | None = None,
 ) -> Trainer:
@@ -507,6 +507,10 @@ def resume_run(
     ``overrides`` (``--set``) may change the config, e.g. raise ``total_steps``; fields that
     differ from the checkpoint's config are reported, and the continuation is then no longer
     the uninterrupted run's. A changed model shape fails as a :class:`CheckpointError`.
+    ``runtime`` defaults to the one that wrote the checkpoint (its state only loads there), so
+    the ``--resume RUN_DIR`` a stopped run prints works whatever runtime it ran on. A run that
+    already reached ``total_steps`` is refused with a :class:`RunDirError` saying how to
+    extend it, rather than "resumed" into doing nothing.
     """
     run_dir = Path(run_dir)
     config_path = run_dir / CONFIG_FILE
@@ -526,6 +530,15 @@ def resume_run(
         saved = config_from_dict(ckpt["config"], source=f"{last} config")
     except ConfigError as e:
         raise CheckpointError(str(e)) from None
+    done_steps = ckpt.get("env_steps")
+    if isinstance(done_steps, int) and done_steps >= cfg.total_steps:
+        raise RunDirError(
+            f"--resume {run_dir}: the run is finished ({done_steps:,} of total_steps = "
+            f"{cfg.total_steps:,} env steps); to train further raise it, e.g. "
+            f"--set total_steps={2 * cfg.total_steps}"
+        )
+    if runtime is None:
+        runtime = str(ckpt.get("runtime", "serial"))
     c = console or Console()
     changed = _diff(config_to_dict(saved), config_to_dict(cfg))
     if changed:
