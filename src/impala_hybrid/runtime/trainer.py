@@ -46,7 +46,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
 
-import numpy as np
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -60,6 +59,7 @@ from impala_hybrid.experiments.config_io import (
     save_config,
 )
 from impala_hybrid.experiments.spec import TrainConfig
+from impala_hybrid.jsonsafe import json_safe
 from impala_hybrid.runtime.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from impala_hybrid.runtime.local import LocalRun
 from impala_hybrid.runtime.serial import SerialRun, torch_threads
@@ -109,18 +109,7 @@ class RunDirError(Exception):
 
 
 def _json_line(record: dict[str, Any]) -> str:
-    def clean(x: Any) -> Any:
-        if isinstance(x, dict):
-            return {k: clean(v) for k, v in x.items()}
-        if isinstance(x, list | tuple):
-            return [clean(v) for v in x]
-        if isinstance(x, float | np.floating):
-            return float(x) if math.isfinite(x) else None
-        if isinstance(x, np.integer):
-            return int(x)
-        return x
-
-    return json.dumps(clean(record), allow_nan=False)
+    return json.dumps(json_safe(record), allow_nan=False)
 
 
 # --- evaluation -----------------------------------------------------------------------------
