@@ -329,7 +329,8 @@ class LocalRun:
         max_lag = self.cfg.local.max_policy_lag
         if max_lag is None:
             return
-        keep, stale = [], []
+        keep: list[int] = []
+        stale: list[int] = []
         for idx in self.ready:
             lag = self.learner.version - int(self.slots[idx].policy_version[0])
             (stale if lag > max_lag else keep).append(idx)
