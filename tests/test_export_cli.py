@@ -38,6 +38,12 @@ def test_export_matches_the_trained_policy(run_dir: Path, fmt: str) -> None:
     got = deployed(obs)
     np.testing.assert_array_equal(got["transfer"], want["transfer"])
     np.testing.assert_allclose(got["intensity"], want["intensity"], atol=1e-5)
+    # one observation [29] (a controller's view of one drone) gets one action, no batch axis
+    one = deployed(obs[3])
+    assert np.shape(one["transfer"]) == () and one["transfer"] == want["transfer"][3]
+    assert one["intensity"].shape == (6,)
+    np.testing.assert_allclose(one["intensity"], want["intensity"][3], atol=1e-5)
+    deployed.observe_done(True)  # after one observation, one done flag
 
 
 def test_export_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
