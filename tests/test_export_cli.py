@@ -46,6 +46,12 @@ def test_export_matches_the_trained_policy(run_dir: Path, fmt: str) -> None:
     deployed.observe_done(True)  # after one observation, one done flag
 
 
+def test_export_help_says_which_format_to_deploy(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["export", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Which to deploy: npz" in text and "torchscript needs torch" in text
+
+
 def test_export_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["export", "--run", str(tmp_path)]) == 2
     assert "not a run directory" in capsys.readouterr().err

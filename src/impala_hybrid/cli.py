@@ -412,11 +412,16 @@ def _add_export(sub: Any) -> None:
         help="export a run's policy for deployment (ONNX, TorchScript or NumPy weights)",
         description="Export the deterministic policy of a run directory. The artifact comes "
         "with a JSON sidecar describing the action space; load it with "
-        "impala_hybrid.deploy.load_exported (ONNX and npz need no torch).",
+        "impala_hybrid.deploy.load_exported (ONNX and npz need no torch). Which to deploy: "
+        "npz (NumPy only, the fastest: ~15 us per decision at batch 1 on one core) or onnx "
+        "(ONNX Runtime, ~20 us); torchscript needs torch and takes ~35-60 us.",
     )
     p.add_argument("--run", metavar="RUN_DIR", required=True, help="a run directory from train")
     p.add_argument(
-        "--format", choices=("onnx", "torchscript", "npz"), default="onnx", help="artifact format"
+        "--format",
+        choices=("onnx", "torchscript", "npz"),
+        default="onnx",
+        help="artifact format (default onnx; npz is the fastest, torchscript the slowest)",
     )
     p.add_argument(
         "--checkpoint", choices=("best", "last"), default="best", help="which checkpoint"

@@ -970,8 +970,10 @@ def load_policy(path: str | Path, *, threads: int = 1) -> DeployedPolicy:
     """Load any exported artifact as a :class:`DeployedPolicy` (see module docstring).
 
     ``npz`` needs NumPy only, ``onnx`` onnxruntime; ``torchscript`` needs torch (imported here
-    only for that format). ``threads``: ONNX Runtime's intra-op threads (TorchScript follows
-    torch's process-wide ``torch.set_num_threads``).
+    only for that format). ``threads``: intra-op threads of ONNX Runtime and TorchScript
+    (default 1: at small batches more threads only add handoff latency, and on a busy
+    machine they wait for each other). Deploy ``npz`` or ``onnx``: TorchScript is several
+    times slower per decision (see ``TorchScriptPolicy``).
     """
     meta = read_sidecar(path)
     spec: PolicySpec = meta["policy"]
@@ -988,5 +990,5 @@ def load_policy(path: str | Path, *, threads: int = 1) -> DeployedPolicy:
     if fmt == "torchscript":
         from impala_hybrid.deploy.export import TorchScriptPolicy
 
-        return TorchScriptPolicy(path, spec)
+        return TorchScriptPolicy(path, spec, threads=threads)
     raise ArtifactError(f"{sidecar_path(path)}: unknown artifact format {fmt!r}")
