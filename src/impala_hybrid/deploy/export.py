@@ -59,6 +59,7 @@ from impala_hybrid.deploy.inference import (
     load_policy,
     sidecar_path,
 )
+from impala_hybrid.threads import torch_threads
 
 if TYPE_CHECKING:
     from impala_hybrid.models.actor_critic import ActorCritic
@@ -273,19 +274,16 @@ class TorchScriptPolicy(_StatefulRuntimePolicy):
             self.module = torch.jit.freeze(module.eval())
 
     def _run(self, obs: np.ndarray) -> list[np.ndarray]:
-        previous = torch.get_num_threads()
-        if previous != self.threads:
-            torch.set_num_threads(self.threads)
-        try:
-            with torch.inference_mode(), torch.jit.optimized_execution(False):
-                args = [torch.from_numpy(obs)]
-                if self.spec.recurrent:
-                    assert self.h is not None and self.c is not None
-                    args += [torch.from_numpy(self.h), torch.from_numpy(self.c)]
-                outs = self.module(*args)
-        finally:
-            if previous != self.threads:
-                torch.set_num_threads(previous)
+        with (
+            torch_threads(self.threads),
+            torch.inference_mode(),
+            torch.jit.optimized_execution(False),
+        ):
+            args = [torch.from_numpy(obs)]
+            if self.spec.recurrent:
+                assert self.h is not None and self.c is not None
+                args += [torch.from_numpy(self.h), torch.from_numpy(self.c)]
+            outs = self.module(*args)
         return [o.numpy() for o in outs]
 
 
