@@ -99,3 +99,20 @@ def test_train_help_lists_the_presets_and_runtimes(capsys: pytest.CaptureFixture
     assert "RUNTIMES" not in text and "pendulum, ..." not in text
     for name in (*PRESETS, *RUNTIMES):
         assert name in text, name
+
+
+def test_eval_shows_which_policy_it_is_evaluating(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A terminal sees a spinner naming the policy under evaluation (eval can take a while
+    before the table appears)."""
+    from rich.status import Status
+
+    shown: list[str] = []
+    update = Status.update
+
+    def spy(self: Status, status: object = None, **kwargs: object) -> None:
+        shown.append(str(status))
+        update(self, status, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Status, "update", spy)
+    assert cli.main(["eval", "--policy", "local_only,maxweight", *FAST]) == 0
+    assert shown == ["evaluating local_only (1/2)", "evaluating maxweight (2/2)"]

@@ -63,6 +63,19 @@ def test_train_writes_the_run_directory(tmp_path: Path, capsys: pytest.CaptureFi
     assert last["config"]["algo"]["batch_size"] == 4
 
 
+def test_progress_lines_when_not_a_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Piped output has no live progress bar: with no evaluations before the end, plain
+    progress lines are the only sign of life (every PLAIN_PROGRESS_S seconds; 0 here)."""
+    monkeypatch.setattr("impala_hybrid.runtime.trainer.PLAIN_PROGRESS_S", 0.0)
+    out = tmp_path / "quiet"
+    assert cli.main(["train", *TINY, "--set", "eval_interval=0", "--out", str(out)]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("train ")]
+    assert lines[0].startswith("train 96/640 env steps, ") and " fps, return " in lines[0]
+    assert len(lines) == 7, lines  # one per metrics.jsonl record
+
+
 def test_stopped_and_resumed_run_equals_an_uninterrupted_one(tmp_path: Path) -> None:
     full, part = tmp_path / "full", tmp_path / "part"
     assert cli.main(["train", *TINY, "--out", str(full)]) == 0

@@ -213,19 +213,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
     config = make_config(overrides)
     console = _console()
     policies: list[tuple[str, Any]] = [(name, make_heuristic(name, config)) for name in names]
-    policies += _run_policies(args.run)
     results = []
-    for name, policy in policies:
-        results.append(
-            evaluate(
-                policy,
-                config,
-                episodes=args.episodes,
-                num_envs=args.num_envs,
-                seed=args.seed,
-                name=name,
+    with console.status("loading trained runs") as status:  # a spinner while nothing prints
+        policies += _run_policies(args.run)
+        for i, (name, policy) in enumerate(policies):
+            status.update(f"evaluating {name} ({i + 1}/{len(policies)})")
+            results.append(
+                evaluate(
+                    policy,
+                    config,
+                    episodes=args.episodes,
+                    num_envs=args.num_envs,
+                    seed=args.seed,
+                    name=name,
+                )
             )
-        )
     n = args.episodes * args.num_envs
     title = (
         f"Evaluation: {n} episodes of {config.episode_steps} steps, seed {args.seed} "

@@ -102,6 +102,10 @@ BEST = "checkpoints/best.pt"
 EXIT_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
 #: Keys of metrics.jsonl lines that depend on wall-clock time (everything else is exact).
 TIME_KEYS = ("wall_s", "fps")
+#: Seconds between plain progress lines when the console is not a terminal (piped, logged),
+#: where the live progress bar is off: without them a run with eval_interval=0 said nothing
+#: until it ended.
+PLAIN_PROGRESS_S = 30.0
 
 
 class RunDirError(Exception):
@@ -414,6 +418,7 @@ class Trainer:
                 if self.resumed_from is None and self.evaluator.uav:
                     st.baselines = self.evaluator.baselines()
                 window_steps, window_time = rt.env_steps, 0.0
+                last_line = time.monotonic()
                 while self.stop_signal is None:
                     self._periodic(writer, eval_log)
                     if rt.done or self.stop_signal is not None:
@@ -437,6 +442,12 @@ class Trainer:
                             lag=f"{record.get('policy_lag_mean', 0.0):.1f}",
                             eval="-" if st.best_return is None else f"{st.best_return:.2f}",
                         )
+                        if progress.disable and time.monotonic() - last_line >= PLAIN_PROGRESS_S:
+                            last_line = time.monotonic()
+                            self.console.print(
+                                f"train {rt.env_steps:,}/{cfg.total_steps:,} env steps, "
+                                f"{fps:,.0f} fps, return {_fmt(ret)}"
+                            )
                     if self.on_step is not None:
                         self.on_step(self)
                 if self.stop_signal is None and st.last_eval_step != rt.env_steps:
