@@ -251,6 +251,7 @@ def _run_policies(run_dirs: list[str]) -> list[tuple[str, Any]]:
     if not run_dirs:
         return []
     from impala_hybrid import UAVNET_ID
+    from impala_hybrid.envs.factory import EnvSpecError
     from impala_hybrid.evaluation.policy import TorchPolicy
     from impala_hybrid.runtime.checkpoint import CheckpointError
     from impala_hybrid.runtime.trainer import RunDirError, load_run_model
@@ -259,7 +260,7 @@ def _run_policies(run_dirs: list[str]) -> list[tuple[str, Any]]:
     for run_dir in run_dirs:
         try:
             cfg, model = load_run_model(run_dir)
-        except (ConfigError, CheckpointError, RunDirError) as e:
+        except (ConfigError, CheckpointError, RunDirError, EnvSpecError) as e:
             raise CliError(str(e)) from None
         if cfg.env != UAVNET_ID:
             raise CliError(f"--run {run_dir}: trained on {cfg.env}, not the UAV env")
@@ -437,12 +438,13 @@ EXPORT_SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "npz": ".npz"}
 
 def cmd_export(args: argparse.Namespace) -> int:
     from impala_hybrid.deploy import export_model
+    from impala_hybrid.envs.factory import EnvSpecError
     from impala_hybrid.runtime.checkpoint import CheckpointError
     from impala_hybrid.runtime.trainer import RunDirError, load_run_model
 
     try:
         _, model = load_run_model(args.run, args.checkpoint)
-    except (ConfigError, CheckpointError, RunDirError) as e:
+    except (ConfigError, CheckpointError, RunDirError, EnvSpecError) as e:
         raise CliError(str(e)) from None
     out = (
         Path(args.out)
