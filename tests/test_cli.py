@@ -116,3 +116,16 @@ def test_eval_shows_which_policy_it_is_evaluating(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(Status, "update", spy)
     assert cli.main(["eval", "--policy", "local_only,maxweight", *FAST]) == 0
     assert shown == ["evaluating local_only (1/2)", "evaluating maxweight (2/2)"]
+
+
+@pytest.mark.parametrize(
+    ("command", "needle"),
+    [("eval", "common random numbers"), ("tune-heuristics", "training seeds")],
+)
+def test_every_command_describes_itself(
+    command: str, needle: str, capsys: pytest.CaptureFixture
+) -> None:
+    assert cli.main([command, "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    description = text.split("options:")[0].split("]")[-1]  # between usage and options
+    assert needle in description, text

@@ -189,7 +189,15 @@ def eval_table(results: Sequence[EvalResult], title: str) -> Table:
 
 
 def _add_eval(sub: Any) -> None:
-    p = sub.add_parser("eval", help="evaluate policies on fixed seeds (common random numbers)")
+    p = sub.add_parser(
+        "eval",
+        help="evaluate policies on fixed seeds (common random numbers)",
+        description="Evaluate the classical UAV policies (and, with --run, the greedy policy "
+        "of trained runs) on the UAV simulator: --episodes x --num-envs whole episodes on "
+        "fixed evaluation seeds. Every policy faces the same arrivals, incidents and backhaul "
+        "states (common random numbers), so differences between rows are paired. Prints a "
+        "table of returns, per-objective returns, latency tails and drops; --out writes JSON.",
+    )
     p.add_argument(
         "--policy", default="all", help="heuristic name, comma-separated names, or 'all' (default)"
     )
@@ -273,7 +281,12 @@ def _run_policies(run_dirs: list[str]) -> list[tuple[str, Any]]:
 
 def _add_tune(sub: Any) -> None:
     p = sub.add_parser(
-        "tune-heuristics", help="grid-search the heuristics' parameters on training seeds"
+        "tune-heuristics",
+        help="grid-search the heuristics' parameters on training seeds",
+        description="Grid-search the parameters of the classical UAV policies on training "
+        "seeds (disjoint from the seeds eval reports on, so tuning never sees the test "
+        "episodes). Prints the best --top candidates per policy and the best parameters; "
+        "--out writes every candidate as JSON.",
     )
     p.add_argument(
         "--policy", default="all", help="heuristic name, comma-separated names, or 'all' (default)"
