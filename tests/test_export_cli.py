@@ -67,3 +67,15 @@ def test_eval_includes_a_trained_run(run_dir: Path, tmp_path: Path) -> None:
     results = json.loads(out.read_text())["results"]
     assert set(results) == {"local_only", "run:uav"}
     assert results["run:uav"]["episodes"] == 4
+
+
+def test_the_readme_deployment_example_runs(run_dir: Path) -> None:
+    """README "Deployment": one observation gets one action, a batch a batch."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    code = readme.split("## Deployment")[1].split("```python\n")[1].split("```")[0]
+    assert cli.main(["export", "--run", str(run_dir), "--format", "npz"]) == 0
+    namespace: dict = {}
+    exec(code.replace("runs/uav", str(run_dir)), namespace)
+    assert np.shape(namespace["action"]["transfer"]) == ()
+    assert namespace["action"]["intensity"].shape == (6,)
+    assert namespace["actions"]["intensity"].shape == (8, 6)
