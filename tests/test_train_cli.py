@@ -129,6 +129,7 @@ def test_the_printed_continue_command_resumes_a_local_run(
     printed = capsys.readouterr().out
     command = printed.split("Continue with: ")[1].split()
     assert command[:3] == ["impala-hybrid", "train", "--resume"], printed
+    _fails([*command[1:], "--runtime", "serial"], capsys, "'local'", "drop --runtime")
     assert cli.main(command[1:]) == 0, capsys.readouterr().err
     assert load_checkpoint(out / "checkpoints" / "last.pt")["runtime"] == "local"
     assert load_checkpoint(out / "checkpoints" / "last.pt")["env_steps"] >= cfg.total_steps

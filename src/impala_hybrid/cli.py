@@ -2,8 +2,8 @@
 
 One small function per subcommand (``cmd_<name>``), registered in :func:`build_parser`
 by an ``_add_<name>`` function. Implemented: ``eval`` (classical policies on fixed seeds),
-``tune-heuristics`` and ``train`` (a run directory with logs, evaluations and checkpoints;
-``--resume`` continues one). Still to come: compare, report, bench, export.
+``tune-heuristics``, ``train`` (a run directory with logs, evaluations and checkpoints;
+``--resume`` continues one) and ``export``. Still to come: compare, report, bench.
 
 Bad input (unknown policy, non-positive counts, unknown or invalid config field) prints one
 line ``impala-hybrid <command>: error: ...`` on stderr and exits with status 2.

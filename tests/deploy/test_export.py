@@ -90,6 +90,20 @@ def test_torchscript_runs_on_its_own_threads_without_the_profiling_executor(
     assert seen == [(1, False)]
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_one_observation_at_a_time_keeps_the_recurrent_state(artifact: Any, fmt: str) -> None:
+    """Calls with single observations [obs_dim] act exactly as a batch of one would, the
+    LSTM state carried between them (and reset by a scalar done flag)."""
+    single = load_exported(artifact("beta_gated_lstm", fmt))
+    batched = load_exported(artifact("beta_gated_lstm", fmt))
+    for t, obs in enumerate(observations(1, 5, seed=3)):
+        one, ref = single(obs[0]), batched(obs)
+        assert one["k"] == ref["k"][0] and one["x"].shape == (2,)
+        np.testing.assert_array_equal(one["x"], ref["x"][0])
+        single.observe_done(t == 2)
+        batched.observe_done(np.array([t == 2]))
+
+
 def test_onnx_graph_has_fixed_opset_and_dynamic_batch(artifact: Any) -> None:
     import onnx
 
