@@ -80,6 +80,9 @@ def test_truncated_file_is_corrupt(tmp_path: Path) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     _expect(path, "corrupt or truncated")
+    with pytest.raises(CheckpointError) as info:  # torch's long reason, cut at a sentence end
+        load_checkpoint(path)
+    assert str(info.value).endswith((".)", " ...)")), info.value
     path.write_bytes(b"")
     _expect(path, "corrupt or truncated")
 

@@ -85,3 +85,47 @@ def test_set_parses_yaml_scalars() -> None:
         "constraint_hinges": False,
         "routine_base_rates": [1, 2, 3, 4],
     }
+
+
+def test_train_help_lists_the_presets_and_runtimes(capsys: pytest.CaptureFixture) -> None:
+    """The names are spelled out in cli.py (building the parser must not import torch); they
+    must stay the real ones."""
+    from impala_hybrid.experiments.spec import PRESETS
+    from impala_hybrid.runtime.trainer import RUNTIMES
+
+    assert (tuple(PRESETS), tuple(RUNTIMES)) == (cli.PRESET_NAMES, cli.RUNTIME_NAMES)
+    assert cli.main(["train", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "RUNTIMES" not in text and "pendulum, ..." not in text
+    for name in (*PRESETS, *RUNTIMES):
+        assert name in text, name
+
+
+def test_eval_shows_which_policy_it_is_evaluating(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A terminal sees a spinner naming the policy under evaluation (eval can take a while
+    before the table appears)."""
+    from rich.status import Status
+
+    shown: list[str] = []
+    update = Status.update
+
+    def spy(self: Status, status: object = None, **kwargs: object) -> None:
+        shown.append(str(status))
+        update(self, status, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Status, "update", spy)
+    assert cli.main(["eval", "--policy", "local_only,maxweight", *FAST]) == 0
+    assert shown == ["evaluating local_only (1/2)", "evaluating maxweight (2/2)"]
+
+
+@pytest.mark.parametrize(
+    ("command", "needle"),
+    [("eval", "common random numbers"), ("tune-heuristics", "training seeds")],
+)
+def test_every_command_describes_itself(
+    command: str, needle: str, capsys: pytest.CaptureFixture
+) -> None:
+    assert cli.main([command, "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    description = text.split("options:")[0].split("]")[-1]  # between usage and options
+    assert needle in description, text

@@ -38,6 +38,18 @@ def test_export_matches_the_trained_policy(run_dir: Path, fmt: str) -> None:
     got = deployed(obs)
     np.testing.assert_array_equal(got["transfer"], want["transfer"])
     np.testing.assert_allclose(got["intensity"], want["intensity"], atol=1e-5)
+    # one observation [29] (a controller's view of one drone) gets one action, no batch axis
+    one = deployed(obs[3])
+    assert np.shape(one["transfer"]) == () and one["transfer"] == want["transfer"][3]
+    assert one["intensity"].shape == (6,)
+    np.testing.assert_allclose(one["intensity"], want["intensity"][3], atol=1e-5)
+    deployed.observe_done(True)  # after one observation, one done flag
+
+
+def test_export_help_says_which_format_to_deploy(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["export", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Which to deploy: npz" in text and "torchscript needs torch" in text
 
 
 def test_export_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -55,3 +67,15 @@ def test_eval_includes_a_trained_run(run_dir: Path, tmp_path: Path) -> None:
     results = json.loads(out.read_text())["results"]
     assert set(results) == {"local_only", "run:uav"}
     assert results["run:uav"]["episodes"] == 4
+
+
+def test_the_readme_deployment_example_runs(run_dir: Path) -> None:
+    """README "Deployment": one observation gets one action, a batch a batch."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    code = readme.split("## Deployment")[1].split("```python\n")[1].split("```")[0]
+    assert cli.main(["export", "--run", str(run_dir), "--format", "npz"]) == 0
+    namespace: dict = {}
+    exec(code.replace("runs/uav", str(run_dir)), namespace)
+    assert np.shape(namespace["action"]["transfer"]) == ()
+    assert namespace["action"]["intensity"].shape == (6,)
+    assert namespace["actions"]["intensity"].shape == (8, 6)

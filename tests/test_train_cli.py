@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +42,12 @@ def _signal_after(k: int, signum: int) -> Any:
     return hook
 
 
-def test_train_writes_the_run_directory(tmp_path: Path) -> None:
+def test_train_writes_the_run_directory(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "runs" / "a"
     assert cli.main(["train", *TINY, "--out", str(out)]) == 0
+    # the first evaluation is always the best so far: its marker must reach the screen
+    first_eval = next(ln for ln in capsys.readouterr().out.splitlines() if "eval @" in ln)
+    assert first_eval.endswith(" [best]"), first_eval
     cfg = load_config(out / "config.yaml")
     assert cfg.total_steps == 640 and cfg.model.hidden == (16,)
     assert cfg.env_kwargs == {"episode_steps": 30}
@@ -58,6 +63,19 @@ def test_train_writes_the_run_directory(tmp_path: Path) -> None:
     assert last["env_steps"] == 640 and last["runtime"] == "serial"
     assert best["trainer"]["best_return"] == max(e["return_mean"] for e in evals)
     assert last["config"]["algo"]["batch_size"] == 4
+
+
+def test_progress_lines_when_not_a_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Piped output has no live progress bar: with no evaluations before the end, plain
+    progress lines are the only sign of life (every PLAIN_PROGRESS_S seconds; 0 here)."""
+    monkeypatch.setattr("impala_hybrid.runtime.trainer.PLAIN_PROGRESS_S", 0.0)
+    out = tmp_path / "quiet"
+    assert cli.main(["train", *TINY, "--set", "eval_interval=0", "--out", str(out)]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("train ")]
+    assert lines[0].startswith("train 96/640 env steps, ") and " fps, return " in lines[0]
+    assert len(lines) == 7, lines  # one per metrics.jsonl record
 
 
 def test_stopped_and_resumed_run_equals_an_uninterrupted_one(tmp_path: Path) -> None:
@@ -97,6 +115,35 @@ def test_sigterm_writes_last_and_exits_143(tmp_path: Path) -> None:
     assert (out / "checkpoints" / "best.pt").exists()
 
 
+def test_the_printed_continue_command_resumes_a_local_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Ctrl-C during ``train --runtime local`` (``make run``) prints a command; that exact
+    command continues the run (the checkpoint's runtime is used, not the default serial)."""
+    tiny = [a for a in TINY[2:] if a != "--set"]
+    local = ["local.num_actors=1", "local.envs_per_actor=4", "eval_interval=0"]
+    cfg = load_config(preset="uav_hybrid", overrides=[*tiny, *local])
+    out = tmp_path / "local"
+    trainer = start_run(cfg, out, runtime="local", on_step=_signal_after(3, signal.SIGINT))
+    assert trainer.run() == 130
+    printed = capsys.readouterr().out
+    command = printed.split("Continue with: ")[1].split()
+    assert command[:3] == ["impala-hybrid", "train", "--resume"], printed
+    _fails([*command[1:], "--runtime", "serial"], capsys, "'local'", "drop --runtime")
+    assert cli.main(command[1:]) == 0, capsys.readouterr().err
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["runtime"] == "local"
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["env_steps"] >= cfg.total_steps
+
+
+def test_resuming_a_finished_run_says_how_to_extend_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "done"
+    assert cli.main(["train", *TINY, "--set", "total_steps=32", "--out", str(out)]) == 0
+    capsys.readouterr()
+    _fails(["train", "--resume", str(out)], capsys, "finished", "total_steps = 32", "--set")
+
+
 def test_resume_with_more_steps_reports_the_change(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -106,6 +153,47 @@ def test_resume_with_more_steps_reports_the_change(
     assert "total_steps: 64 -> 128" in capsys.readouterr().out
     assert load_config(out / "config.yaml").total_steps == 128
     assert load_checkpoint(out / "checkpoints" / "last.pt")["env_steps"] == 128
+
+
+def _readme_own_env() -> tuple[str, list[list[str]]]:
+    """The README's "Train on your own environment" example: the module's source and the
+    commands (each without the leading ``impala-hybrid``)."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("## Train on your own environment")[1].split("\n## ")[0]
+    source = section.split("```python\n")[1].split("```")[0]
+    shell = section.split("```bash\n")[1].split("```")[0]
+    return source, [shlex.split(line)[1:] for line in shell.splitlines() if line.strip()]
+
+
+def test_the_readme_own_env_example_trains_and_exports(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From the directory holding my_env.py, with nothing on PYTHONPATH: train and export
+    work; from elsewhere, export says what is missing in one line; a wrong attribute is
+    named as such (it was reported as "not a registered Gymnasium id")."""
+    source, (train, export) = _readme_own_env()
+    (tmp_path / "my_env.py").write_text(source)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", os.getcwd())])
+    monkeypatch.delitem(sys.modules, "my_env", raising=False)
+    monkeypatch.chdir(tmp_path)
+    tiny = ["--set", "total_steps=64", "num_envs=4", "algo.batch_size=4",
+            "algo.unroll_length=8", "eval_episodes=2", "model.hidden=[8]"]  # fmt: skip
+    assert train[:2] == ["train", "--preset"] and "env=my_env:make" in train
+    assert cli.main([*train, *tiny]) == 0, capsys.readouterr().err
+    assert cli.main(export) == 0, capsys.readouterr().err
+    assert (tmp_path / "runs" / "mine" / "export" / "policy.npz").is_file()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p != str(tmp_path)])
+    monkeypatch.delitem(sys.modules, "my_env")
+    run = str(tmp_path / "runs" / "mine")
+    assert cli.main(["export", "--run", run]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot import module 'my_env'" in err, err
+    monkeypatch.chdir(tmp_path)
+    _fails(["train", "--preset", "cartpole", "--set", "env=my_env:nope", "--out", "x"], capsys,
+           "module 'my_env' has no attribute 'nope'")  # fmt: skip
 
 
 def _fails(argv: list[str], capsys: pytest.CaptureFixture, *needles: str) -> None:

@@ -2,8 +2,8 @@
 
 One small function per subcommand (``cmd_<name>``), registered in :func:`build_parser`
 by an ``_add_<name>`` function. Implemented: ``eval`` (classical policies on fixed seeds),
-``tune-heuristics`` and ``train`` (a run directory with logs, evaluations and checkpoints;
-``--resume`` continues one). Still to come: compare, report, bench, export.
+``tune-heuristics``, ``train`` (a run directory with logs, evaluations and checkpoints;
+``--resume`` continues one) and ``export``. Still to come: compare, report, bench.
 
 Bad input (unknown policy, non-positive counts, unknown or invalid config field) prints one
 line ``impala-hybrid <command>: error: ...`` on stderr and exits with status 2.
@@ -189,7 +189,15 @@ def eval_table(results: Sequence[EvalResult], title: str) -> Table:
 
 
 def _add_eval(sub: Any) -> None:
-    p = sub.add_parser("eval", help="evaluate policies on fixed seeds (common random numbers)")
+    p = sub.add_parser(
+        "eval",
+        help="evaluate policies on fixed seeds (common random numbers)",
+        description="Evaluate the classical UAV policies (and, with --run, the greedy policy "
+        "of trained runs) on the UAV simulator: --episodes x --num-envs whole episodes on "
+        "fixed evaluation seeds. Every policy faces the same arrivals, incidents and backhaul "
+        "states (common random numbers), so differences between rows are paired. Prints a "
+        "table of returns, per-objective returns, latency tails and drops; --out writes JSON.",
+    )
     p.add_argument(
         "--policy", default="all", help="heuristic name, comma-separated names, or 'all' (default)"
     )
@@ -213,19 +221,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
     config = make_config(overrides)
     console = _console()
     policies: list[tuple[str, Any]] = [(name, make_heuristic(name, config)) for name in names]
-    policies += _run_policies(args.run)
     results = []
-    for name, policy in policies:
-        results.append(
-            evaluate(
-                policy,
-                config,
-                episodes=args.episodes,
-                num_envs=args.num_envs,
-                seed=args.seed,
-                name=name,
+    with console.status("loading trained runs") as status:  # a spinner while nothing prints
+        policies += _run_policies(args.run)
+        for i, (name, policy) in enumerate(policies):
+            status.update(f"evaluating {name} ({i + 1}/{len(policies)})")
+            results.append(
+                evaluate(
+                    policy,
+                    config,
+                    episodes=args.episodes,
+                    num_envs=args.num_envs,
+                    seed=args.seed,
+                    name=name,
+                )
             )
-        )
     n = args.episodes * args.num_envs
     title = (
         f"Evaluation: {n} episodes of {config.episode_steps} steps, seed {args.seed} "
@@ -249,6 +259,7 @@ def _run_policies(run_dirs: list[str]) -> list[tuple[str, Any]]:
     if not run_dirs:
         return []
     from impala_hybrid import UAVNET_ID
+    from impala_hybrid.envs.factory import EnvSpecError
     from impala_hybrid.evaluation.policy import TorchPolicy
     from impala_hybrid.runtime.checkpoint import CheckpointError
     from impala_hybrid.runtime.trainer import RunDirError, load_run_model
@@ -257,7 +268,7 @@ def _run_policies(run_dirs: list[str]) -> list[tuple[str, Any]]:
     for run_dir in run_dirs:
         try:
             cfg, model = load_run_model(run_dir)
-        except (ConfigError, CheckpointError, RunDirError) as e:
+        except (ConfigError, CheckpointError, RunDirError, EnvSpecError) as e:
             raise CliError(str(e)) from None
         if cfg.env != UAVNET_ID:
             raise CliError(f"--run {run_dir}: trained on {cfg.env}, not the UAV env")
@@ -270,7 +281,12 @@ def _run_policies(run_dirs: list[str]) -> list[tuple[str, Any]]:
 
 def _add_tune(sub: Any) -> None:
     p = sub.add_parser(
-        "tune-heuristics", help="grid-search the heuristics' parameters on training seeds"
+        "tune-heuristics",
+        help="grid-search the heuristics' parameters on training seeds",
+        description="Grid-search the parameters of the classical UAV policies on training "
+        "seeds (disjoint from the seeds eval reports on, so tuning never sees the test "
+        "episodes). Prints the best --top candidates per policy and the best parameters; "
+        "--out writes every candidate as JSON.",
     )
     p.add_argument(
         "--policy", default="all", help="heuristic name, comma-separated names, or 'all' (default)"
@@ -327,6 +343,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
 # --- train ----------------------------------------------------------------------------------
 
 
+#: ``experiments.spec.PRESETS`` and ``runtime.trainer.RUNTIMES`` keys, spelled out so that
+#: building the parser does not import torch (tests/test_cli.py keeps them in sync).
+PRESET_NAMES = ("cartpole", "pendulum", "param_choice", "uav_hybrid")
+RUNTIME_NAMES = ("serial", "local")
+
+
 def _add_train(sub: Any) -> None:
     # Presets and runtimes are checked in cmd_train, not as argparse choices: listing them
     # here would import torch for every subcommand's parser.
@@ -340,7 +362,9 @@ def _add_train(sub: Any) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--config", metavar="FILE.yaml", help="training config (TrainConfig YAML)")
     src.add_argument(
-        "--preset", metavar="NAME", help="start from a preset (cartpole, pendulum, ...)"
+        "--preset",
+        metavar="NAME",
+        help=f"start from a preset: {', '.join(PRESET_NAMES)} (configs/NAME.yaml resolved)",
     )
     p.add_argument(
         "--out", metavar="RUN_DIR", help="new run directory (must not exist or be empty)"
@@ -360,8 +384,10 @@ def _add_train(sub: Any) -> None:
     )
     p.add_argument(
         "--runtime",
-        default="serial",
-        help="how actors and learner run: a name in runtime.trainer.RUNTIMES (default serial)",
+        choices=RUNTIME_NAMES,
+        help="how actors and learner run: serial (one process, reproducible) or local (actor "
+        "processes feeding one learner); default serial for a new run, and for --resume the "
+        "runtime that wrote the checkpoint",
     )
     p.set_defaults(func=cmd_train)
 
@@ -371,11 +397,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from impala_hybrid.experiments.config_io import load_config
     from impala_hybrid.models.spaces import SpaceError
     from impala_hybrid.runtime.checkpoint import CheckpointError
-    from impala_hybrid.runtime.trainer import RUNTIMES, RunDirError, resume_run, start_run
+    from impala_hybrid.runtime.trainer import RunDirError, resume_run, start_run
 
     console = _console()
-    if args.runtime not in RUNTIMES:
-        raise CliError(f"unknown runtime {args.runtime!r}; valid: {', '.join(RUNTIMES)}")
     try:
         if args.resume is not None:
             if args.config is not None or args.preset is not None or args.out is not None:
@@ -392,7 +416,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             if args.out is None:
                 raise CliError("--out RUN_DIR is required for a new run")
             cfg = load_config(args.config, preset=args.preset, overrides=args.overrides)
-            trainer = start_run(cfg, args.out, runtime=args.runtime, console=console)
+            trainer = start_run(cfg, args.out, runtime=args.runtime or "serial", console=console)
     except (ConfigError, CheckpointError, RunDirError, EnvSpecError, SpaceError) as e:
         raise CliError(str(e)) from None
     return trainer.run()
@@ -404,11 +428,16 @@ def _add_export(sub: Any) -> None:
         help="export a run's policy for deployment (ONNX, TorchScript or NumPy weights)",
         description="Export the deterministic policy of a run directory. The artifact comes "
         "with a JSON sidecar describing the action space; load it with "
-        "impala_hybrid.deploy.load_exported (ONNX and npz need no torch).",
+        "impala_hybrid.deploy.load_exported (ONNX and npz need no torch). Which to deploy: "
+        "npz (NumPy only, the fastest: ~15 us per decision at batch 1 on one core) or onnx "
+        "(ONNX Runtime, ~20 us); torchscript needs torch and takes ~35-60 us.",
     )
     p.add_argument("--run", metavar="RUN_DIR", required=True, help="a run directory from train")
     p.add_argument(
-        "--format", choices=("onnx", "torchscript", "npz"), default="onnx", help="artifact format"
+        "--format",
+        choices=("onnx", "torchscript", "npz"),
+        default="onnx",
+        help="artifact format (default onnx; npz is the fastest, torchscript the slowest)",
     )
     p.add_argument(
         "--checkpoint", choices=("best", "last"), default="best", help="which checkpoint"
@@ -422,12 +451,13 @@ EXPORT_SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "npz": ".npz"}
 
 def cmd_export(args: argparse.Namespace) -> int:
     from impala_hybrid.deploy import export_model
+    from impala_hybrid.envs.factory import EnvSpecError
     from impala_hybrid.runtime.checkpoint import CheckpointError
     from impala_hybrid.runtime.trainer import RunDirError, load_run_model
 
     try:
         _, model = load_run_model(args.run, args.checkpoint)
-    except (ConfigError, CheckpointError, RunDirError) as e:
+    except (ConfigError, CheckpointError, RunDirError, EnvSpecError) as e:
         raise CliError(str(e)) from None
     out = (
         Path(args.out)

@@ -46,8 +46,8 @@ def test_any_gymnasium_env_trains_without_code_changes(env: str, kind: str) -> N
     result = train_serial(cfg)
     assert result.learner.model.action.kind == kind
     assert result.learner.samples >= cfg.total_steps
-    last = result.history[-1]
-    assert np.isfinite(last["loss"]) and last["skipped_total"] == 0
+    # every one of the 8 updates applied (a non-finite loss or gradient would be skipped)
+    assert result.learner.version == 8 and result.history[-1]["skipped_total"] == 0
 
 
 @pytest.mark.parametrize(
@@ -60,14 +60,18 @@ def test_any_gymnasium_env_trains_without_code_changes(env: str, kind: str) -> N
 )
 def test_model_variants_on_uav(model: ModelConfig) -> None:
     result = train_serial(tiny("impala_hybrid/UAVNet-v0", model=model))
-    assert np.isfinite(result.history[-1]["loss"])
+    m = result.model  # the variant is the one trained, and all 8 updates applied
+    assert m.action.kind == f"hybrid_{model.hybrid_mode}"
+    assert m.action.continuous_kind == model.continuous_kind
+    assert (m.lstm is not None) == (model.lstm_size > 0)
+    assert result.learner.version == 8 and result.history[-1]["skipped_total"] == 0
 
 
 def test_per_component_ratio_mode_and_vector_critic() -> None:
     algo = IMPALAConfig(unroll_length=8, batch_size=4, ratio_mode="per_component")
     result = train_serial(tiny("impala_hybrid/UAVNet-v0", algo=algo, critic="vector"))
     assert result.learner.model.num_values == 7  # six objectives + the constraint hinges
-    assert np.isfinite(result.history[-1]["loss"])
+    assert result.learner.version == 8 and result.history[-1]["skipped_total"] == 0
 
 
 def test_vector_reward_components_sum_to_scalar_reward() -> None:
@@ -222,9 +226,11 @@ def test_actor_writes_time_major_unrolls_with_bootstrap_overlap() -> None:
     assert b1.first[5].all() and b1.first[0].all()
     assert (b1.final_obs[4, :, 28] == 1.0).all()  # t / T = 1 at the end of an episode
     assert (b1.obs[5, :, 28] == 0.0).all()  # next episode's first observation
-    assert learner.step(Batch.concat([b1, b2]))["loss"] == pytest.approx(
-        learner.step(Batch.concat([b1, b2]))["loss"], rel=10
-    )
+    # Both unrolls (across the episode boundary at t = 5) came from these weights: the
+    # learner's recomputed log-probs equal the actor's, so every ratio is one.
+    m = learner.step(Batch.concat([b1, b2]))
+    assert m["skipped"] == 0.0 and m["rho_mean"] == pytest.approx(1.0, abs=1e-5)
+    assert m["rho_max"] == pytest.approx(1.0, abs=1e-4)
 
 
 def test_actor_rejects_next_step_autoreset() -> None:

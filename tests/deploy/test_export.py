@@ -63,6 +63,47 @@ def test_exported_policy_matches_torch(artifact: Any, case: str, fmt: str) -> No
             assert_actions_match(g, w)
 
 
+def test_torchscript_runs_on_its_own_threads_without_the_profiling_executor(
+    artifact: Any,
+) -> None:
+    """What made a TorchScript decision take milliseconds on a busy machine: the process's
+    intra-op threads (one per core, waiting on each other) and the profiling executor
+    (ms-long first calls, re-specialisation on every new batch size). Each call must run on
+    the policy's ``threads`` with optimisation off, and leave the process's setting alone."""
+    import torch
+
+    policy: Any = load_exported(artifact("categorical", "torchscript"))
+    module, seen = policy.module, []
+
+    def spy(*args: Any) -> Any:
+        seen.append((torch.get_num_threads(), torch._C._get_graph_executor_optimize()))
+        return module(*args)
+
+    policy.module = spy
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        policy(observations(3, 1)[0])
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [(1, False)]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_one_observation_at_a_time_keeps_the_recurrent_state(artifact: Any, fmt: str) -> None:
+    """Calls with single observations [obs_dim] act exactly as a batch of one would, the
+    LSTM state carried between them (and reset by a scalar done flag)."""
+    single = load_exported(artifact("beta_gated_lstm", fmt))
+    batched = load_exported(artifact("beta_gated_lstm", fmt))
+    for t, obs in enumerate(observations(1, 5, seed=3)):
+        one, ref = single(obs[0]), batched(obs)
+        assert one["k"] == ref["k"][0] and one["x"].shape == (2,)
+        np.testing.assert_array_equal(one["x"], ref["x"][0])
+        single.observe_done(t == 2)
+        batched.observe_done(np.array([t == 2]))
+
+
 def test_onnx_graph_has_fixed_opset_and_dynamic_batch(artifact: Any) -> None:
     import onnx
 

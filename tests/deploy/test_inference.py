@@ -128,8 +128,10 @@ def test_bad_observations_are_refused() -> None:
     policy = NumpyPolicy.from_model(make_model("categorical"))
     with pytest.raises(ValueError, match="expects 11"):
         policy(np.zeros((2, OBS_DIM + 1), np.float32))
-    with pytest.raises(ValueError, match="batched"):
+    with pytest.raises(ValueError, match=r"scalar; pass one observation as \[11\]"):
         policy(np.float32(1.0))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"one observation has 12 features, .* expects 11"):
+        policy(np.zeros(OBS_DIM + 1, np.float32))
 
 
 def test_unsupported_models_are_refused() -> None:

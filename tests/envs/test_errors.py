@@ -100,6 +100,8 @@ def test_action_missing_key_or_wrong_type(env: gym.vector.VectorEnv) -> None:
         env.step({"transfer": GOOD_T})
     with pytest.raises(ActionError, match="must be a dict"):
         env.step(np.zeros(3))
+    with pytest.raises(ActionError, match="unknown keys \\{'extra'\\}"):
+        env.step({"transfer": GOOD_T, "intensity": GOOD_I, "extra": 1})
 
 
 def test_bad_action_leaves_state_untouched(env: gym.vector.VectorEnv) -> None:
@@ -118,6 +120,14 @@ def test_single_env_bad_action() -> None:
         e.step({"transfer": 7, "intensity": np.zeros(6)})
     with pytest.raises(ValueError, match="must be a dict"):
         e.step([0, np.zeros(6)])
+    with pytest.raises(ActionError, match="extra"):
+        e.step({"transfer": 0, "intensity": np.zeros(6), "extra": 1})
+    # a batch of one is the vector env's layout, not silently reshaped
+    with pytest.raises(ActionError, match=r"'intensity'\] has shape \(1, 6\), expected \(6,\)"):
+        e.step({"transfer": 0, "intensity": np.zeros((1, 6))})
+    with pytest.raises(ActionError, match=r"'transfer'\] has shape \(1,\), expected \(\)"):
+        e.step({"transfer": np.array([0]), "intensity": np.zeros(6)})
+    e.step({"transfer": np.int64(1), "intensity": np.zeros(6, np.float32)})  # still fine
 
 
 def test_bad_num_envs() -> None:

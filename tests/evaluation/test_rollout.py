@@ -127,3 +127,19 @@ def test_seed_splits_are_disjoint() -> None:
         for b in SPLITS:
             if a < b:
                 assert not seeds[a] & seeds[b], (a, b)
+
+
+def test_non_finite_results_are_written_as_null_like_the_run_logs() -> None:
+    """A diverged evaluation (+-inf return) must still serialise as strict JSON, with the same
+    rule the trainer's eval.jsonl uses (every non-finite float is null)."""
+    import dataclasses
+
+    from impala_hybrid.runtime.trainer import _json_line
+
+    r = dataclasses.replace(run("local_only", num_envs=2), return_mean=np.inf)
+    r.objectives["latency"] = {"mean": -np.inf, "std": np.nan}
+    d = json.loads(json.dumps(r.to_dict(), allow_nan=False))
+    assert d["return"]["mean"] is None and d["objectives"]["latency"] == {"mean": None, "std": None}
+    assert json.loads(_json_line({"a": [np.inf, -np.inf, np.nan, np.float32(1.5)]})) == {
+        "a": [None, None, None, 1.5]
+    }

@@ -59,6 +59,7 @@ from impala_hybrid.deploy.inference import (
     load_policy,
     sidecar_path,
 )
+from impala_hybrid.threads import torch_threads
 
 if TYPE_CHECKING:
     from impala_hybrid.models.actor_critic import ActorCritic
@@ -244,20 +245,40 @@ def export_model(
 
 
 class TorchScriptPolicy(_StatefulRuntimePolicy):
-    """An exported TorchScript policy. Runs under ``torch.inference_mode``; the number of
-    intra-op threads is torch's process-wide setting (``torch.set_num_threads``)."""
+    """An exported TorchScript policy, run under ``torch.inference_mode`` on ``threads``
+    intra-op threads (default 1) and without the JIT's profiling optimiser.
 
-    def __init__(self, path: str | Path, spec: PolicySpec) -> None:
+    Why these settings (measured on the 2-core dev VM, batch 1, ``python -c "while True:
+    pass"`` hogging one core): torch's default is one intra-op thread per core, and a small
+    matrix product split over two threads waits for whichever core the other process holds:
+    ~190 us per 4x256x256 product instead of ~15 us, and 3-60 ms spikes per decision. So each
+    call runs on ``threads`` threads and restores the process's setting afterwards (cost
+    ~0.2 us). The profiling executor spends the first two calls (2-7 ms each) profiling and
+    re-specialises the graph, tens of ms, whenever a new batch size arrives; without it
+    (``torch.jit.optimized_execution(False)`` on a frozen module) the first call takes
+    ~0.5-1 ms and every later one ~45-60 us, the same as with it. NumPy (``npz``, ~15 us) and
+    ONNX Runtime (~20 us) remain the faster deployment formats.
+    """
+
+    def __init__(self, path: str | Path, spec: PolicySpec, *, threads: int = 1) -> None:
         super().__init__(spec)
+        if threads < 1:
+            raise ValueError(f"threads = {threads} is invalid: must be >= 1")
+        self.threads = threads
         try:
             with _quiet_export():
                 module = torch.jit.load(str(path), map_location="cpu")
         except Exception as e:  # torch raises RuntimeError / ValueError variants
             raise ArtifactError(f"{path}: torch.jit.load cannot read it: {e}") from e
-        self.module = module.eval()
+        with _quiet_export():
+            self.module = torch.jit.freeze(module.eval())
 
     def _run(self, obs: np.ndarray) -> list[np.ndarray]:
-        with torch.inference_mode():
+        with (
+            torch_threads(self.threads),
+            torch.inference_mode(),
+            torch.jit.optimized_execution(False),
+        ):
             args = [torch.from_numpy(obs)]
             if self.spec.recurrent:
                 assert self.h is not None and self.c is not None

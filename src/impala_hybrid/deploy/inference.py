@@ -237,6 +237,15 @@ class PolicySpec:
         parts[int(self.keys[0])], parts[int(self.keys[1])] = discrete, continuous
         return tuple(parts)
 
+    def unbatch(self, action: Any) -> Any:
+        """Row 0 of a batched env action from :meth:`env_action` (what one observation gets):
+        the discrete index as a NumPy integer, the continuous part as ``[D]``."""
+        if isinstance(action, dict):
+            return {k: v[0] for k, v in action.items()}
+        if isinstance(action, tuple):
+            return tuple(v[0] for v in action)
+        return action[0]
+
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -358,20 +367,41 @@ def _as_key(v: Any) -> str | int:
 # --------------------------------------------------------------------------------------------
 
 
-def _as_obs(obs: Any, obs_dim: int) -> np.ndarray:
-    """``obs [N, ...]`` as an ``[N, obs_dim]`` array (no copy when it already is float32)."""
+def _as_obs(obs: Any, obs_dim: int) -> tuple[np.ndarray, bool]:
+    """``(x [N, obs_dim], single)``: a batch ``obs [N, ...]`` as is (no copy when already
+    float32), or one observation ``[obs_dim]`` as a batch of one with ``single`` True.
+
+    Why a 1-D array is one observation: a controller deciding for one drone holds exactly
+    that, and reading it as ``obs_dim`` observations of one feature each (as before) failed
+    with a message about "1 features" that pointed nowhere near the cause.
+    """
     x = obs if type(obs) is np.ndarray else np.asarray(obs)
+    if x.ndim == 1:
+        if x.shape[0] != obs_dim:
+            raise ValueError(
+                f"one observation has {x.shape[0]} features, the policy expects {obs_dim} "
+                f"(pass one observation as [{obs_dim}] or a batch as [N, {obs_dim}])"
+            )
+        return x.reshape(1, obs_dim), True
+    if x.ndim == 0:
+        raise ValueError(
+            f"observation is a scalar; pass one observation as [{obs_dim}] or a batch as "
+            f"[N, {obs_dim}]"
+        )
     if x.ndim != 2:
-        if x.ndim < 1:
-            raise ValueError("observations must be batched: shape [N, obs_dim]")
         x = x.reshape(x.shape[0], -1)
     if x.shape[1] != obs_dim:
-        raise ValueError(f"observations have {x.shape[1]} features, the policy expects {obs_dim}")
-    return x
+        raise ValueError(
+            f"observations have {x.shape[1]} features, the policy expects {obs_dim} "
+            f"(pass one observation as [{obs_dim}] or a batch as [N, {obs_dim}])"
+        )
+    return x, False
 
 
 def _check_done(done: Any, n: int) -> np.ndarray:
     done = np.asarray(done, bool)
+    if n == 1 and done.shape == ():  # after a single observation: one flag
+        done = done.reshape(1)
     if n > 0 and done.shape != (n,):
         raise ValueError(f"done must have shape ({n},) like the last batch, got {done.shape}")
     return done
@@ -380,8 +410,10 @@ def _check_done(done: Any, n: int) -> np.ndarray:
 class DeployedPolicy(ABC):
     """Callable policy ``obs [N, obs_dim] -> batched env action`` with
     :class:`~impala_hybrid.evaluation.policy.TorchPolicy`'s interface (``reset``,
-    ``observe_done``), always deterministic. Recurrent policies keep their LSTM state between
-    calls; a new batch size starts every row from a fresh state, as ``TorchPolicy`` does."""
+    ``observe_done``), always deterministic. One observation ``[obs_dim]`` gets one action
+    (no batch axis: a discrete index, a ``[D]`` array, or a dict/tuple of those); it runs as
+    a batch of one. Recurrent policies keep their LSTM state between calls; a new batch size
+    starts every row from a fresh state, as ``TorchPolicy`` does."""
 
     spec: PolicySpec
 
@@ -424,7 +456,9 @@ class _StatefulRuntimePolicy(DeployedPolicy):
         """Runtime outputs in sidecar order: [discrete], [continuous], [h, c]."""
 
     def __call__(self, obs: np.ndarray) -> Any:
-        x = _as_obs(obs, self.spec.obs_dim)
+        x, single = _as_obs(obs, self.spec.obs_dim)
+        if single:
+            return self.spec.unbatch(self(x))
         if x.dtype != _F32 or not x.flags.c_contiguous:
             x = np.ascontiguousarray(x, _F32)
         if x.shape[0] != self._n:
@@ -777,7 +811,9 @@ class NumpyPolicy(DeployedPolicy):
 
     def __call__(self, obs: np.ndarray) -> Any:
         if type(obs) is not np.ndarray or obs.ndim != 2 or obs.shape[1] != self._obs_dim:
-            obs = _as_obs(obs, self._obs_dim)
+            obs, single = _as_obs(obs, self._obs_dim)
+            if single:
+                return self.spec.unbatch(self(obs))
         b = self._b
         if b is None or b.n != obs.shape[0]:
             self.reset(obs.shape[0])
@@ -934,8 +970,10 @@ def load_policy(path: str | Path, *, threads: int = 1) -> DeployedPolicy:
     """Load any exported artifact as a :class:`DeployedPolicy` (see module docstring).
 
     ``npz`` needs NumPy only, ``onnx`` onnxruntime; ``torchscript`` needs torch (imported here
-    only for that format). ``threads``: ONNX Runtime's intra-op threads (TorchScript follows
-    torch's process-wide ``torch.set_num_threads``).
+    only for that format). ``threads``: intra-op threads of ONNX Runtime and TorchScript
+    (default 1: at small batches more threads only add handoff latency, and on a busy
+    machine they wait for each other). Deploy ``npz`` or ``onnx``: TorchScript is several
+    times slower per decision (see ``TorchScriptPolicy``).
     """
     meta = read_sidecar(path)
     spec: PolicySpec = meta["policy"]
@@ -952,5 +990,5 @@ def load_policy(path: str | Path, *, threads: int = 1) -> DeployedPolicy:
     if fmt == "torchscript":
         from impala_hybrid.deploy.export import TorchScriptPolicy
 
-        return TorchScriptPolicy(path, spec)
+        return TorchScriptPolicy(path, spec, threads=threads)
     raise ArtifactError(f"{sidecar_path(path)}: unknown artifact format {fmt!r}")

@@ -12,8 +12,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from impala_hybrid.envs.config import UAVNetConfig
-from impala_hybrid.envs.sim import UAVNetSim, parse_actions
+from impala_hybrid.envs.config import N_INTENSITY, UAVNetConfig
+from impala_hybrid.envs.sim import ActionError, UAVNetSim, parse_actions
 from impala_hybrid.envs.vector import REWARD_MODES, make_spaces, resolve_config
 
 
@@ -58,14 +58,24 @@ class UAVNetEnv(gym.Env[np.ndarray, dict[str, Any]]):
         if self._done:
             raise RuntimeError("UAVNetEnv.step called after the episode ended: call reset()")
         if not isinstance(action, dict) or set(action) != {"transfer", "intensity"}:
-            raise ValueError(
+            raise ActionError(
                 f"action must be a dict with keys 'transfer' (int in [0, 5]) and 'intensity' "
                 f"(6 floats in [0, 1]), got {action!r}"
             )
-        batched = {
-            "transfer": np.reshape(np.asarray(action["transfer"]), (1,)),
-            "intensity": np.reshape(np.asarray(action["intensity"]), (1, -1)),
-        }
+        # One env's action, exactly: a batched (1, 6) intensity or a (1,) transfer is the
+        # vector env's layout, and reshaping it here would hide a mixed-up caller.
+        transfer, intensity = np.asarray(action["transfer"]), np.asarray(action["intensity"])
+        if transfer.shape != ():
+            raise ActionError(
+                f"action['transfer'] has shape {transfer.shape}, expected (): one integer in "
+                "[0, 5] (batched actions go to the vector env, gymnasium.make_vec)"
+            )
+        if intensity.shape != (N_INTENSITY,):
+            raise ActionError(
+                f"action['intensity'] has shape {intensity.shape}, expected ({N_INTENSITY},): "
+                "six floats in [0, 1] (batched actions go to the vector env, gymnasium.make_vec)"
+            )
+        batched = {"transfer": transfer.reshape(1), "intensity": intensity.reshape(1, -1)}
         sim = self.sim
         sim.step(*parse_actions(batched, 1))
         terminated = bool(sim.terminated[0])

@@ -36,9 +36,11 @@ def parse_actions(action: Any, num_envs: int) -> tuple[np.ndarray, np.ndarray]:
     """
     if isinstance(action, dict):
         missing = {"transfer", "intensity"} - set(action)
-        if missing:
+        extra = set(action) - {"transfer", "intensity"}
+        if missing or extra:
+            what = f"is missing {sorted(missing)}" if missing else f"has unknown keys {extra}"
             raise ActionError(
-                f"action is missing {sorted(missing)}: expected a dict with keys "
+                f"action {what}: expected a dict with keys "
                 "'transfer' (int in [0, 5]) and 'intensity' (6 floats in [0, 1])"
             )
         transfer, intensity = action["transfer"], action["intensity"]

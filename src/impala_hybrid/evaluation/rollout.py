@@ -26,6 +26,7 @@ import numpy as np
 
 from impala_hybrid import UAVNET_ID
 from impala_hybrid.envs.config import CLASS_NAMES, OBJECTIVE_NAMES, UAVNetConfig
+from impala_hybrid.jsonsafe import json_safe
 
 PolicyFn = Callable[[np.ndarray], dict[str, Any]]
 #: Disjoint seed families: "train" tunes heuristics, "validation" selects checkpoints during
@@ -97,7 +98,7 @@ class EvalResult:
     per_episode: dict[str, np.ndarray] = dataclasses.field(repr=False)
 
     def to_dict(self, per_episode: bool = False) -> dict[str, Any]:
-        """A JSON-serialisable dict (NaN becomes None). ``per_episode`` adds the scalarised
+        """A JSON-serialisable dict (NaN and +-inf become None). ``per_episode`` adds the scalarised
         return and per-objective returns of each episode."""
         out: dict[str, Any] = {
             "policy": self.policy,
@@ -115,19 +116,7 @@ class EvalResult:
                 "return": self.per_episode["r"].tolist(),
                 "objectives": self.per_episode["objectives"].tolist(),
             }
-        return _json_safe(out)
-
-
-def _json_safe(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _json_safe(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_json_safe(v) for v in x]
-    if isinstance(x, float | np.floating):
-        return None if math.isnan(x) else float(x)
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
+        return json_safe(out)
 
 
 def run_episodes(

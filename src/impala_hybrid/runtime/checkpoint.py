@@ -201,6 +201,15 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return dict(from_plain(payload))
 
 
-def _first_line(e: BaseException) -> str:
+def _first_line(e: BaseException, limit: int = 200) -> str:
+    """The first line of an error, cut at a sentence (or word) end if longer than ``limit``:
+    torch's messages run on for 300+ characters, and a cut in mid-sentence read as if the
+    message itself were broken ("...your checkpoint file is)")."""
     text = str(e).strip()
-    return text.splitlines()[0][:200] if text else "no details"
+    if not text:
+        return "no details"
+    line = text.splitlines()[0]
+    if len(line) <= limit:
+        return line
+    end = line.rfind(". ", 0, limit)
+    return line[: end + 1] if end > 0 else line[:limit].rsplit(" ", 1)[0] + " ..."

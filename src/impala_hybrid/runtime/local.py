@@ -60,6 +60,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 import torch
+from rich.console import Console
 
 from impala_hybrid.algos.impala.actor import Actor
 from impala_hybrid.algos.impala.learner import Learner
@@ -174,8 +175,11 @@ class LocalRun:
 
     name = "local"
 
-    def __init__(self, cfg: TrainConfig) -> None:
+    def __init__(self, cfg: TrainConfig, report: Callable[[str], None] | None = None) -> None:
+        """``report(message)`` is told of every actor restart (default: a line on stderr), so
+        a crashing env is seen on screen while training goes on, not only in metrics."""
         self.cfg = cfg
+        self.report = report if report is not None else Console(stderr=True).print
         local = cfg.local
         n_env, batch_size = local.envs_per_actor, cfg.algo.batch_size
         if max(n_env, batch_size) % min(n_env, batch_size) != 0:
@@ -223,6 +227,7 @@ class LocalRun:
             list(range(a * per_actor, (a + 1) * per_actor)) for a in range(local.num_actors)
         ]
         self.ready: list[int] = []  # filled slots the learner holds, oldest first
+        self.returning: set[int] = set()  # slots being handed back, not yet sent (_hand_back)
         self.restarts = [0] * local.num_actors
         self.procs: list[Any] = [None] * local.num_actors
         self.conns: list[Connection] = [None] * local.num_actors  # type: ignore[list-item]
@@ -271,21 +276,37 @@ class LocalRun:
             )
         self.conns[a].close()
         self.restarts[a] += 1
-        held = set(self.ready)  # full slots the learner still holds go back after the batch
+        # Full slots the learner still holds, and those it is about to send back (to the
+        # new pipe), are not free yet: giving them now would issue them twice.
+        held = set(self.ready) | self.returning
         self._start(a, [i for i in self.owned[a] if i not in held])
+        self.report(
+            f"actor {a} died (exit code {proc.exitcode}); restarted it (restart "
+            f"{self.restarts[a]} of local.max_restarts = {self.cfg.local.max_restarts})"
+        )
 
     def revive_dead(self) -> None:
         for a, proc in enumerate(self.procs):
             if not proc.is_alive():
                 self._restart(a)
 
-    def _free(self, idx: int) -> None:
-        """Hand a slot back to the actor that owns it."""
-        a = idx // len(self.owned[0])
-        try:
-            self.conns[a].send(idx)
-        except (BrokenPipeError, OSError):
-            self._restart(a)  # the new incarnation gets the slot as free
+    def _hand_back(self, idxs: list[int]) -> None:
+        """Send slots the learner no longer holds (already out of ``ready``) to their owners.
+
+        A send can find its actor dead and restart it (:meth:`_restart`); the new
+        incarnation then starts with that slot and any other of its slots not in ``ready``
+        or still in ``returning``, and the rest of ``idxs`` reach it over its new pipe: each
+        slot is issued exactly once, never twice (an actor overwriting a slot it was handed
+        again) and never not at all (a slot lost for the rest of the run).
+        """
+        self.returning.update(idxs)
+        for idx in idxs:
+            self.returning.discard(idx)
+            a = idx // len(self.owned[0])
+            try:
+                self.conns[a].send(idx)
+            except (BrokenPipeError, OSError):
+                self._restart(a)  # the new incarnation gets the slot as free
 
     def _receive(self, timeout: float) -> None:
         """Collect finished unrolls from whichever actors have reported."""
@@ -308,14 +329,14 @@ class LocalRun:
         max_lag = self.cfg.local.max_policy_lag
         if max_lag is None:
             return
-        keep = []
+        keep: list[int] = []
+        stale: list[int] = []
         for idx in self.ready:
-            if self.learner.version - int(self.slots[idx].policy_version[0]) > max_lag:
-                self.dropped += 1
-                self._free(idx)
-            else:
-                keep.append(idx)
-        self.ready = keep
+            lag = self.learner.version - int(self.slots[idx].policy_version[0])
+            (stale if lag > max_lag else keep).append(idx)
+        self.ready = keep  # before handing back, so a restart there sees the stale ones freed
+        self.dropped += len(stale)
+        self._hand_back(stale)
 
     def _take_batch(self) -> Batch:
         """Wait for enough filled slots, copy them into one batch, hand the slots back."""
@@ -330,8 +351,7 @@ class LocalRun:
         self.learner_wait += time.perf_counter() - t0
         idxs, self.ready = self.ready[: self.per_batch], self.ready[self.per_batch :]
         batch = Batch.concat([self.slots[i] for i in idxs])  # copies out of the slots
-        for i in idxs:
-            self._free(i)
+        self._hand_back(idxs)
         return batch
 
     def step(self) -> dict[str, float] | None:

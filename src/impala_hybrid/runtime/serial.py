@@ -17,10 +17,9 @@ Wiring (the whole data flow of this runtime):
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -35,6 +34,7 @@ from impala_hybrid.models.spaces import action_spec, obs_dim
 from impala_hybrid.runtime.allocator import keep_freed_memory
 from impala_hybrid.runtime.progress import Progress
 from impala_hybrid.runtime.replay import UnrollReplay
+from impala_hybrid.threads import torch_threads
 from impala_hybrid.types import Batch
 
 
@@ -89,17 +89,6 @@ def make_replay(cfg: TrainConfig) -> UnrollReplay | None:
     if cfg.algo.replay_proportion <= 0.0:
         return None
     return UnrollReplay(cfg.algo.replay_proportion, cfg.algo.replay_capacity, seed=cfg.seed)
-
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run the block with ``n`` intra-op threads, restoring the previous count after."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 class SerialRun:

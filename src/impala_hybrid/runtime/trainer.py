@@ -46,8 +46,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
 
-import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
@@ -60,6 +60,7 @@ from impala_hybrid.experiments.config_io import (
     save_config,
 )
 from impala_hybrid.experiments.spec import TrainConfig
+from impala_hybrid.jsonsafe import json_safe
 from impala_hybrid.runtime.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from impala_hybrid.runtime.health import CliffWatch
 from impala_hybrid.runtime.local import LocalRun
@@ -103,6 +104,10 @@ BEST = "checkpoints/best.pt"
 EXIT_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
 #: Keys of metrics.jsonl lines that depend on wall-clock time (everything else is exact).
 TIME_KEYS = ("wall_s", "fps")
+#: Seconds between plain progress lines when the console is not a terminal (piped, logged),
+#: where the live progress bar is off: without them a run with eval_interval=0 said nothing
+#: until it ended.
+PLAIN_PROGRESS_S = 30.0
 
 
 class RunDirError(Exception):
@@ -110,18 +115,7 @@ class RunDirError(Exception):
 
 
 def _json_line(record: dict[str, Any]) -> str:
-    def clean(x: Any) -> Any:
-        if isinstance(x, dict):
-            return {k: clean(v) for k, v in x.items()}
-        if isinstance(x, list | tuple):
-            return [clean(v) for v in x]
-        if isinstance(x, float | np.floating):
-            return float(x) if math.isfinite(x) else None
-        if isinstance(x, np.integer):
-            return int(x)
-        return x
-
-    return json.dumps(clean(record), allow_nan=False)
+    return json.dumps(json_safe(record), allow_nan=False)
 
 
 # --- evaluation -----------------------------------------------------------------------------
@@ -264,8 +258,8 @@ class Trainer:
         name = ckpt.get("runtime")
         if name != self.runtime_name:
             raise CheckpointError(
-                f"checkpoint {path} was written by runtime {name!r}; resume it with "
-                f"--runtime {name}"
+                f"checkpoint {path} was written by runtime {name!r} and cannot continue under "
+                f"{self.runtime_name!r}; drop --runtime (resume uses the checkpoint's runtime)"
             )
         try:
             self.runtime.load_state_dict(ckpt["state"])
@@ -359,7 +353,8 @@ class Trainer:
         msg = f"eval @ {steps:,} steps: return {_fmt(ret)} ± {_fmt(result['return_std'])}"
         if "baselines" in line:
             msg += " (" + ", ".join(f"{k} {v:.2f}" for k, v in line["baselines"].items()) + ")"
-        self.console.print(msg + (" [best]" if improved else ""))
+        # escaped: rich would read "[best]" as a markup tag and print nothing
+        self.console.print(escape(msg + (" [best]" if improved else "")))
         if warning is not None:
             self._warn(warning)
         if improved:
@@ -438,6 +433,7 @@ class Trainer:
                 if self.resumed_from is None and self.evaluator.uav:
                     st.baselines = self.evaluator.baselines()
                 window_steps, window_time = rt.env_steps, 0.0
+                last_line = time.monotonic()
                 while self.stop_signal is None:
                     self._periodic(writer, eval_log)
                     if rt.done or self.stop_signal is not None:
@@ -464,6 +460,12 @@ class Trainer:
                             lag=f"{record.get('policy_lag_mean', 0.0):.1f}",
                             eval="-" if st.best_return is None else f"{st.best_return:.2f}",
                         )
+                        if progress.disable and time.monotonic() - last_line >= PLAIN_PROGRESS_S:
+                            last_line = time.monotonic()
+                            self.console.print(
+                                f"train {rt.env_steps:,}/{cfg.total_steps:,} env steps, "
+                                f"{fps:,.0f} fps, return {_fmt(ret)}"
+                            )
                     if self.on_step is not None:
                         self.on_step(self)
                 if self.stop_signal is None and st.last_eval_step != rt.env_steps:
@@ -514,7 +516,7 @@ def resume_run(
     run_dir: str | Path,
     *,
     overrides: tuple[str, ...] | list[str] = (),
-    runtime: str = "serial",
+    runtime: str | None = None,
     console: Console | None = None,
     on_step: Callable[[Trainer], None] | None = None,
 ) -> Trainer:
@@ -523,6 +525,10 @@ def resume_run(
     ``overrides`` (``--set``) may change the config, e.g. raise ``total_steps``; fields that
     differ from the checkpoint's config are reported, and the continuation is then no longer
     the uninterrupted run's. A changed model shape fails as a :class:`CheckpointError`.
+    ``runtime`` defaults to the one that wrote the checkpoint (its state only loads there), so
+    the ``--resume RUN_DIR`` a stopped run prints works whatever runtime it ran on. A run that
+    already reached ``total_steps`` is refused with a :class:`RunDirError` saying how to
+    extend it, rather than "resumed" into doing nothing.
     """
     run_dir = Path(run_dir)
     config_path = run_dir / CONFIG_FILE
@@ -542,6 +548,15 @@ def resume_run(
         saved = config_from_dict(ckpt["config"], source=f"{last} config")
     except ConfigError as e:
         raise CheckpointError(str(e)) from None
+    done_steps = ckpt.get("env_steps")
+    if isinstance(done_steps, int) and done_steps >= cfg.total_steps:
+        raise RunDirError(
+            f"--resume {run_dir}: the run is finished ({done_steps:,} of total_steps = "
+            f"{cfg.total_steps:,} env steps); to train further raise it, e.g. "
+            f"--set total_steps={2 * cfg.total_steps}"
+        )
+    if runtime is None:
+        runtime = str(ckpt.get("runtime", "serial"))
     c = console or Console()
     changed = _diff(config_to_dict(saved), config_to_dict(cfg))
     if changed:
