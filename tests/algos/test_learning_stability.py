@@ -221,3 +221,26 @@ def test_desync_resumes_exactly() -> None:
     for x, y in zip(rest, [b.unroll() for _ in range(6)], strict=True):
         assert torch.equal(x.truncated, y.truncated) and torch.equal(x.obs, y.obs)
     assert isinstance(rest[0].actions, HybridAction)
+
+
+def test_per_component_entropy_coefficients() -> None:
+    """The discrete and continuous entropies of a hybrid policy get their own weights."""
+
+    def entropy_grads(**algo: object) -> tuple[float, float]:
+        torch.manual_seed(0)
+        learner, batch = _setup(**algo)
+        fwd = learner.forward(batch)
+        tg = learner.targets(batch, fwd)
+        tg = tg._replace(advantages=torch.zeros_like(tg.advantages))  # entropy term only
+        learner.losses(fwd, tg, learner.config.entropy_coef).loss.backward()
+        sizes = learner.model._sizes
+        g = learner.model.policy.bias.grad
+        assert g is not None
+        return float(g[: sizes["logits"]].abs().sum()), float(g[sizes["logits"] :].abs().sum())
+
+    base = entropy_grads(entropy_coef=0.01, baseline_coef=0.0)
+    only_c = entropy_grads(entropy_coef=0.01, entropy_coef_discrete=0.0, baseline_coef=0.0)
+    double_d = entropy_grads(entropy_coef=0.01, entropy_coef_discrete=0.02, baseline_coef=0.0)
+    assert base[0] > 0 and only_c[0] == 0.0 and only_c[1] == pytest.approx(base[1])
+    assert double_d[0] == pytest.approx(2 * base[0], rel=1e-5)
+    assert double_d[1] == pytest.approx(base[1])

@@ -34,6 +34,14 @@ class IMPALAConfig:
     )  # fmt: skip
     baseline_coef: float = spec(0.5, "weight of the value loss", lo=0.0)
     entropy_coef: float = spec(0.01, "entropy bonus weight at the start", lo=0.0)
+    entropy_coef_discrete: float | None = spec(
+        None, "hybrid actions: entropy weight of the discrete part (null: entropy_coef); "
+        "follows entropy_coef's schedule in proportion", lo=0.0,
+    )  # fmt: skip
+    entropy_coef_continuous: float | None = spec(
+        None, "hybrid actions: entropy weight of the continuous part (null: entropy_coef)",
+        lo=0.0,
+    )  # fmt: skip
     entropy_coef_final: float | None = spec(
         None, "entropy weight at the end (linear schedule); null keeps it constant", lo=0.0
     )

@@ -120,6 +120,15 @@ class Learner:
         self.popart_mu = torch.zeros(k, device=self.device)
         self.popart_nu = torch.ones(k, device=self.device)
         self.popart_updates = 0
+        # Per-component entropy coefficients of a hybrid policy (discrete, continuous), scaled
+        # by entropy_coef's schedule: with one coefficient the continuous entropy (unbounded
+        # below) and the discrete one (at most log K) trade against each other in one sum.
+        self._entropy_coefs: Tensor | None = None
+        if config.entropy_coef_discrete is not None or config.entropy_coef_continuous is not None:
+            parts = (config.entropy_coef_discrete, config.entropy_coef_continuous)
+            self._entropy_coefs = torch.tensor(
+                [config.entropy_coef if c is None else c for c in parts]
+            )
 
     @property
     def progress(self) -> float:
@@ -265,7 +274,13 @@ class Learner:
             values, vs = values / sigma, vs / sigma
         v_loss = baseline_loss(vs, values)
         ent_loss = entropy_loss(entropy)
-        loss = pg_loss + cfg.baseline_coef * v_loss + ent_coef * ent_loss
+        if self._entropy_coefs is not None and entropy_parts.shape[-1] == 2:  # hybrid
+            scale = ent_coef / cfg.entropy_coef if cfg.entropy_coef > 0 else 1.0
+            weighted = entropy_parts @ (self._entropy_coefs.to(entropy.device) * scale)
+            ent_term = entropy_loss(weighted)
+        else:
+            ent_term = ent_coef * ent_loss
+        loss = pg_loss + cfg.baseline_coef * v_loss + ent_term
         return Losses(loss, pg_loss, v_loss, ent_loss, entropy_parts)
 
     def apply(self, loss: Tensor, tg: Targets) -> tuple[bool, float]:
