@@ -187,8 +187,13 @@ def plot_curves(
     run_dirs: Sequence[Path], baselines: dict[str, float], path: Path, title: str
 ) -> None:
     """Validation return over env steps: mean of the seeds, min-max band, each seed thin."""
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:
+        raise SystemExit(
+            "the study's plot needs matplotlib: pip install 'impala-hybrid[report]' "
+            "(make setup installs it)"
+        ) from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
