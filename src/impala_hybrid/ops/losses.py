@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["baseline_loss", "entropy_loss", "policy_gradient_loss"]
+__all__ = ["baseline_loss", "clipped_surrogate_loss", "entropy_loss", "policy_gradient_loss"]
 
 
 def _zero_invalid(x: Tensor, mask: Tensor | None) -> Tensor:
@@ -113,3 +113,38 @@ def entropy_loss(entropy: Tensor, mask: Tensor | None = None) -> Tensor:
       Scalar loss.
     """
     return _masked_mean(-_zero_invalid(entropy, mask), mask)
+
+
+def clipped_surrogate_loss(
+    log_ratio: Tensor, advantages: Tensor, eps: float, mask: Tensor | None = None
+) -> Tensor:
+    """``mean_valid(-min(r_t A_t, clip(r_t, 1 - eps, 1 + eps) A_t))``, ``r_t = exp(log_ratio)``.
+
+    PPO's clipped surrogate (Schulman et al. 2017, eq. 7) with the *behaviour* policy as the
+    old policy, as RLlib's APPO puts it on top of IMPALA: the importance weight ``r_t =
+    pi(a_t|x_t) / mu(a_t|x_t)`` carries the off-policy correction of the policy gradient
+    (so ``A_t`` is the unweighted V-trace advantage ``q_t - V(x_t)``), and a sample stops
+    pushing once its ratio has left ``[1 - eps, 1 + eps]`` in the direction its advantage
+    favours. IMPALA's clipped-rho gradient ``min(rho_bar, r_t) A_t grad log pi`` has no such
+    stop: with stale data (policy lag) it keeps pushing probability onto the same actions,
+    which narrowed the Gaussian heads until the policy collapsed (issue 8). At ``r_t = 1``
+    the gradient equals :func:`policy_gradient_loss`'s.
+
+    Args:
+      log_ratio: ``[T, B]`` ``log pi(a_t|x_t) - log mu(a_t|x_t)`` with the gradient through
+        ``log pi`` (joint over action components); clamped to ``[-20, 20]`` before ``exp``.
+      advantages: ``[T, B]``, detached inside.
+      eps: clip range, > 0.
+      mask: optional ``[T, B]``.
+
+    Returns:
+      Scalar loss.
+    """
+    if not eps > 0.0:
+        raise ValueError(f"eps must be > 0, got {eps}")
+    _check_same_shape("log_ratio", log_ratio, "advantages", advantages)
+    log_ratio = _zero_invalid(log_ratio, mask)
+    advantages = _zero_invalid(advantages.detach(), mask)
+    ratio = torch.exp(log_ratio.clamp(-20.0, 20.0))
+    surrogate = torch.minimum(ratio * advantages, ratio.clamp(1.0 - eps, 1.0 + eps) * advantages)
+    return _masked_mean(-surrogate, mask)

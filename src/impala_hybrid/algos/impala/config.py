@@ -28,6 +28,11 @@ class IMPALAConfig:
         None, "clip of the importance weight in the policy gradient; null: rho_bar",
         lo=0.0, lo_open=True,
     )  # fmt: skip
+    pg_clip_eps: float | None = spec(
+        None, "PPO-style clipped surrogate against the behaviour policy (APPO) with this "
+        "clip range instead of IMPALA's rho-weighted policy gradient; null: IMPALA's",
+        lo=0.0, hi=1.0, lo_open=True, hi_open=True,
+    )  # fmt: skip
     ratio_mode: str = spec(
         "joint", "hybrid ratios: clip the joint product or each component",
         choices=("joint", "per_component"),

@@ -34,7 +34,12 @@ from torch import Tensor
 from impala_hybrid.algos.impala.config import IMPALAConfig
 from impala_hybrid.models.actor_critic import ActorCritic
 from impala_hybrid.models.distributions import ActionDistribution, HybridAction
-from impala_hybrid.ops.losses import baseline_loss, entropy_loss, policy_gradient_loss
+from impala_hybrid.ops.losses import (
+    baseline_loss,
+    clipped_surrogate_loss,
+    entropy_loss,
+    policy_gradient_loss,
+)
 from impala_hybrid.ops.vtrace import VTraceReturns, vtrace
 from impala_hybrid.types import Batch
 
@@ -65,7 +70,8 @@ class Targets(NamedTuple):
 
     vtrace: VTraceReturns
     log_rhos: Tensor  # [T, B, C] per-component log pi - log mu
-    advantages: Tensor  # [T, B] rho^pg_s * A_s, scalarised (and normalised if configured)
+    advantages: Tensor  # [T, B] rho^pg_s * A_s (A_s alone with pg_clip_eps), scalarised and
+    # normalised if configured
     popart_mu: Tensor  # [K] PopArt statistics including this batch (the current ones if off)
     popart_nu: Tensor
 
@@ -253,7 +259,8 @@ class Learner:
             adv = (adv - adv.mean()) / (adv.std() + 1e-8)
         elif cfg.popart:  # scale-free advantages: divide by the scale of w . V (Hessel 2019)
             adv = adv / (w.square() @ sigma.square()).sqrt()
-        return Targets(vt, log_rhos, vt.pg_rhos * adv, mu, nu)
+        weighted = adv if cfg.pg_clip_eps is not None else vt.pg_rhos * adv
+        return Targets(vt, log_rhos, weighted, mu, nu)
 
     def losses(self, fwd: Forward, tg: Targets, ent_coef: float) -> Losses:
         """Policy-gradient, baseline and entropy losses (``ops.losses``) and their sum.
@@ -267,7 +274,12 @@ class Learner:
         t_len = tg.advantages.shape[0]
         entropy_parts = fwd.dist.entropy_parts()  # [T, B, C]; once: the quadrature is not free
         entropy = entropy_parts.sum(-1)
-        pg_loss = policy_gradient_loss(fwd.target_logp.sum(-1), tg.advantages)
+        if cfg.pg_clip_eps is None:
+            pg_loss = policy_gradient_loss(fwd.target_logp.sum(-1), tg.advantages)
+        else:  # ratio to the behaviour policy, gradient through log pi
+            log_pi = fwd.target_logp.sum(-1)
+            log_mu = log_pi.detach() - tg.log_rhos.sum(-1)
+            pg_loss = clipped_surrogate_loss(log_pi - log_mu, tg.advantages, cfg.pg_clip_eps)
         values, vs = fwd.values[:t_len], tg.vtrace.vs
         if cfg.popart:  # normalised by the statistics updated with this batch (PopArt Alg. 1)
             sigma = _sigma(tg.popart_mu, tg.popart_nu)
