@@ -244,3 +244,25 @@ def test_per_component_entropy_coefficients() -> None:
     assert base[0] > 0 and only_c[0] == 0.0 and only_c[1] == pytest.approx(base[1])
     assert double_d[0] == pytest.approx(2 * base[0], rel=1e-5)
     assert double_d[1] == pytest.approx(base[1])
+
+
+def test_clipped_surrogate_in_the_learner() -> None:
+    """With algo.pg_clip_eps the advantages are not rho-weighted (the ratio is in the loss),
+    and samples whose ratio left the clip range in their advantage's favour stop pushing."""
+    learner, batch = _setup(pg_clip_eps=0.2)
+    fwd, on = _targets(learner, batch)
+    far = _with_behaviour(on, torch.tensor([math.log(3.0), 0.0]))  # every joint ratio is 3
+    tg = learner.targets(far, fwd)
+    plain = learner.targets(on, fwd)
+    torch.testing.assert_close(tg.advantages, plain.advantages)  # not weighted by the ratio
+
+    def pg_grad(targets) -> float:  # type: ignore[no-untyped-def]
+        learner.model.zero_grad()
+        f = learner.forward(far if targets is tg else on)
+        t = targets._replace(advantages=torch.ones_like(targets.advantages))
+        learner.losses(f, t, 0.0).pg.backward()
+        return float(
+            sum(p.grad.abs().sum() for p in learner.model.parameters() if p.grad is not None)
+        )
+
+    assert pg_grad(tg) == 0.0 and pg_grad(plain) > 0.0

@@ -109,3 +109,25 @@ def test_shape_errors() -> None:
         entropy_loss(torch.zeros(3, 2), torch.ones(3, dtype=torch.bool))
     with pytest.raises(ValueError, match="time-major"):
         entropy_loss(torch.zeros(3))
+
+
+def test_clipped_surrogate_stops_where_the_ratio_left_the_clip_range() -> None:
+    from impala_hybrid.ops.losses import clipped_surrogate_loss
+
+    log_pi = torch.zeros(1, 4, requires_grad=True)
+    log_mu = torch.log(torch.tensor([[1.0, 1.5, 0.5, 1.5]]))  # r = 1, 1/1.5, 2, 1/1.5
+    adv = torch.tensor([[1.0, 1.0, 1.0, -1.0]])
+    clipped_surrogate_loss(log_pi - log_mu, adv, eps=0.2).backward()
+    g = log_pi.grad
+    assert g is not None
+    # r = 1: the plain policy gradient, -A / N; r = 2/3 < 1 - eps with A > 0: still pushes up
+    # (the unclipped term is the min); r = 2 > 1 + eps with A > 0: no push; r = 2/3 with A < 0:
+    # below 1 - eps in the direction A favours: no push.
+    torch.testing.assert_close(g, torch.tensor([[-0.25, -0.25 / 1.5, 0.0, 0.0]]))
+    plain = torch.zeros(1, 4, requires_grad=True)
+    from impala_hybrid.ops.losses import policy_gradient_loss
+
+    policy_gradient_loss(plain, adv).backward()
+    assert plain.grad is not None and plain.grad[0, 0] == g[0, 0]
+    with pytest.raises(ValueError, match="eps"):
+        clipped_surrogate_loss(log_pi, adv, eps=0.0)
