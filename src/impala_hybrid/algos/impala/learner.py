@@ -227,6 +227,8 @@ class Learner:
         push from the mean shift, and would rescale a batch of stale, down-weighted samples
         back to unit size, so every update moved the policy the same amount however stale
         its data (issue 8's collapse amplified noise this way once ratios fell to ~0).
+        With ``pg_clip_eps`` the ratio enters the loss instead (the clipped surrogate of
+        ``ops.losses``), and the advantages are ``A_s`` alone.
         """
         cfg = self.config
         t_len = b.unroll_length
