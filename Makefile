@@ -27,7 +27,7 @@ RUN_DIR   := runs/uav-$(shell date +%Y%m%d-%H%M%S)
 run: setup
 	$(BIN)/impala-hybrid train --preset uav_hybrid --runtime local --out $(RUN_DIR) \
 		--set total_steps=$(RUN_STEPS)
-	$(BIN)/impala-hybrid eval --policy all --run $(RUN_DIR) --episodes 2 --num-envs 32 --seed 0
+	$(BIN)/impala-hybrid eval --policy all --run $(RUN_DIR) --episodes 4 --num-envs 64 --seed 0
 
 test: setup
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -61,7 +61,10 @@ def bench_config(num_actors: int, envs_per_actor: int, batch_size: int) -> Train
         total_steps=10**9,
         log_interval=1,
         algo=dataclasses.replace(base.algo, batch_size=batch_size),
-        local=LocalConfig(num_actors=num_actors, envs_per_actor=envs_per_actor),
+        # The preset's layout with the preset's own process settings (its actors run ahead).
+        local=base.local
+        if (num_actors, envs_per_actor, batch_size) == PRESET_LAYOUT
+        else LocalConfig(num_actors=num_actors, envs_per_actor=envs_per_actor),
     )
 
 

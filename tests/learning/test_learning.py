@@ -10,8 +10,10 @@ import dataclasses
 
 import pytest
 
-from impala_hybrid.evaluation.policy import evaluate_returns
-from impala_hybrid.experiments.spec import cartpole, param_choice, pendulum
+from impala_hybrid.envs.config import UAVNetConfig
+from impala_hybrid.evaluation.policy import TorchPolicy, evaluate_returns
+from impala_hybrid.evaluation.rollout import evaluate
+from impala_hybrid.experiments.spec import cartpole, param_choice, pendulum, uav_hybrid
 from impala_hybrid.runtime.serial import train_serial
 
 EVAL_SEED = 1000
@@ -49,3 +51,36 @@ def test_cartpole_other_seeds(seed: int) -> None:
     cfg = dataclasses.replace(cartpole(), seed=seed)
     result = train_serial(cfg)
     assert evaluate_returns(result.model, cfg.env, 16, seed=EVAL_SEED).mean() >= 475.0
+
+
+def _uav_greedy_return(seed: int, steps: int) -> tuple[float, float]:
+    """The UAV preset's learner trained serially (deterministic) for ``steps``; the greedy
+    return and emergency drops on the 32 validation episodes the trainer selects on."""
+    cfg = dataclasses.replace(uav_hybrid(), total_steps=steps, seed=seed)
+    result = train_serial(cfg)
+    r = evaluate(
+        TorchPolicy(result.model.eval()), UAVNetConfig(), episodes=1, num_envs=32, seed=0,
+        split="validation",
+    )  # fmt: skip
+    return r.return_mean, r.metrics["dropped_emergency"]
+
+
+def test_uav_learning_regression_3m_steps() -> None:
+    """CI-sized learning regression on the main task (about 2 minutes here).
+
+    Serial runtime at seed 0 (the local runtime is asynchronous, so not reproducible): at 3M
+    steps the preset reaches -92 on these episodes (local-only -732, MaxWeight 350); the code
+    before issue 8 reached -137 with the same budget and seed, below the threshold. The full
+    result (3 seeds, local runtime, held out) is docs/results.md's study.
+    """
+    ret, _ = _uav_greedy_return(0, 3_000_000)
+    assert ret >= -115.0, ret
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("seed", "threshold"), [(1, 95.0), (2, -75.0)])
+def test_uav_learning_other_seeds(seed: int, threshold: float) -> None:
+    """The same budget on seeds 1 and 2 (make test-slow), thresholds about 25 below what
+    each reached when written (120 and -48): a regression guard, not a quality bar."""
+    ret, _ = _uav_greedy_return(seed, 3_000_000)
+    assert ret >= threshold, ret
