@@ -171,7 +171,9 @@ def uav_hybrid() -> TrainConfig:
     clipped surrogate against the behaviour policy (``pg_clip_eps``, APPO), which keeps
     learning stable at the policy lag of actors that run ahead (``slots_per_actor = 8``:
     ~16 updates, and ~25% more env steps/s than actors that wait), and the learning rate
-    annealed linearly to 0 (the paper's schedule), so the last policy is the converged one.
+    annealed linearly to 0 (the paper's schedule), so the last policy is the converged one,
+    and a 3x stronger entropy bonus on the discrete transfer choice than on the intensities
+    (runs that stopped exploring the beam wrote one zone off).
     """
     return TrainConfig(
         env="impala_hybrid/UAVNet-v0",
@@ -187,6 +189,7 @@ def uav_hybrid() -> TrainConfig:
             reward_scale=0.1,
             normalize_advantages=True,
             pg_clip_eps=0.2,
+            entropy_coef_discrete=0.03,
         ),
         local=LocalConfig(slots_per_actor=8),
     )
