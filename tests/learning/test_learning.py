@@ -69,18 +69,22 @@ def test_uav_learning_regression_3m_steps() -> None:
     """CI-sized learning regression on the main task (about 2 minutes here).
 
     Serial runtime at seed 0 (the local runtime is asynchronous, so not reproducible): at 3M
-    steps the preset reaches -92 on these episodes (local-only -732, MaxWeight 350); the code
-    before issue 8 reached -137 with the same budget and seed, below the threshold. The full
-    result (3 seeds, local runtime, held out) is docs/results.md's study.
+    steps the preset reaches 338 on these episodes and drops 2 emergency tasks per episode
+    (local-only -732, MaxWeight 350); the code before issue 8 reached -137 (1110 drops) with
+    the same budget and seed. The full result (3 seeds, local runtime, held out) is
+    docs/results.md's study.
     """
-    ret, _ = _uav_greedy_return(0, 3_000_000)
-    assert ret >= -115.0, ret
+    ret, drops = _uav_greedy_return(0, 3_000_000)
+    assert ret >= 280.0, ret
+    assert drops <= 50.0, drops
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("seed", "threshold"), [(1, 95.0), (2, -75.0)])
+@pytest.mark.parametrize(("seed", "threshold"), [(1, 100.0), (2, -85.0)])
 def test_uav_learning_other_seeds(seed: int, threshold: float) -> None:
     """The same budget on seeds 1 and 2 (make test-slow), thresholds about 25 below what
-    each reached when written (120 and -48): a regression guard, not a quality bar."""
+    each reached when written (125 and -61): a regression guard, not a quality bar. Serially
+    these seeds have not learned the beam by 3M steps (700 and 950 emergency drops per
+    episode); with the local runtime all 3 seeds do (docs/results.md)."""
     ret, _ = _uav_greedy_return(seed, 3_000_000)
     assert ret >= threshold, ret
