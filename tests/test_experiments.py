@@ -48,3 +48,11 @@ def test_study_tiny(tmp_path: Path) -> None:
     assert "IMPALA-Hybrid seed1 (best.pt)" in (out / "table.md").read_text()
     assert main(args) == 0  # finished runs are not retrained
     assert data["curves"] == json.loads((out / "study.json").read_text())["curves"]
+
+
+def test_study_rejects_episodes_that_are_not_whole_rounds(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SystemExit) as e:
+        main(["--out", str(tmp_path), "--runs", str(tmp_path), "--episodes", "100"])
+    assert e.value.code == 2
+    assert "--episodes 100 must be a positive multiple of --num-envs 64" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing trained

@@ -266,3 +266,14 @@ def test_clipped_surrogate_in_the_learner() -> None:
         )
 
     assert pg_grad(tg) == 0.0 and pg_grad(plain) > 0.0
+
+
+def test_per_component_entropy_needs_hybrid_actions() -> None:
+    from impala_hybrid.validation import ConfigError
+
+    cfg = TrainConfig(
+        env="CartPole-v1", num_envs=4, total_steps=64, model=ModelConfig(hidden=(8,)),
+        algo=IMPALAConfig(unroll_length=8, batch_size=4, entropy_coef_discrete=0.03),
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match=r"entropy_coef_discrete.*'categorical'"):
+        build(cfg)

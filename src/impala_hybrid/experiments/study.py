@@ -108,7 +108,12 @@ def evaluate_study(
     """Classical policies and each run's best and last checkpoint on the eval split."""
     from impala_hybrid.runtime.trainer import load_run_model
 
-    rounds = max(1, episodes // num_envs)
+    if episodes < 1 or num_envs < 1 or episodes % num_envs:
+        raise ValueError(
+            f"--episodes {episodes} is invalid: it must be a positive multiple of --num-envs "
+            f"{num_envs} (episodes are run in rounds of num_envs)"
+        )
+    rounds = episodes // num_envs
     results: dict[str, EvalResult] = {}
     for name in HEURISTICS:
         results[name] = evaluate(
@@ -263,6 +268,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--title", default="UAV network: IMPALA-Hybrid learning curves")
     args = p.parse_args(argv)
 
+    if args.episodes < 1 or args.num_envs < 1 or args.episodes % args.num_envs:
+        p.error(
+            f"--episodes {args.episodes} must be a positive multiple of --num-envs "
+            f"{args.num_envs} (episodes are run in rounds of num_envs)"
+        )
     cfg = load_config(args.config, preset=args.preset, overrides=args.overrides)
     out, runs = Path(args.out), Path(args.runs)
     t0 = time.time()

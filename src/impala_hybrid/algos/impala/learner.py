@@ -42,6 +42,7 @@ from impala_hybrid.ops.losses import (
 )
 from impala_hybrid.ops.vtrace import VTraceReturns, vtrace
 from impala_hybrid.types import Batch
+from impala_hybrid.validation import ConfigError
 
 
 def _linear(start: float, end: float | None, progress: float) -> float:
@@ -131,6 +132,11 @@ class Learner:
         # below) and the discrete one (at most log K) trade against each other in one sum.
         self._entropy_coefs: Tensor | None = None
         if config.entropy_coef_discrete is not None or config.entropy_coef_continuous is not None:
+            if model.action.num_parts != 2:
+                raise ConfigError(
+                    "IMPALAConfig.entropy_coef_discrete/entropy_coef_continuous are for hybrid "
+                    f"actions; this env's actions are {model.action.kind!r}: use entropy_coef"
+                )
             parts = (config.entropy_coef_discrete, config.entropy_coef_continuous)
             self._entropy_coefs = torch.tensor(
                 [config.entropy_coef if c is None else c for c in parts]
