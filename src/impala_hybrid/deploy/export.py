@@ -59,6 +59,7 @@ from impala_hybrid.deploy.inference import (
     load_policy,
     sidecar_path,
 )
+from impala_hybrid.models.zones import dense_copy
 from impala_hybrid.threads import torch_threads
 
 if TYPE_CHECKING:
@@ -93,6 +94,7 @@ class DeterministicActor(nn.Module):
 
     def __init__(self, model: ActorCritic) -> None:
         super().__init__()
+        model = dense_copy(model)  # a zone-tied network as the dense layers it computes
         self.spec = PolicySpec.from_model(model)  # refuses what the artifact cannot reproduce
         self.trunk = copy.deepcopy(model.trunk)
         self.lstm = copy.deepcopy(model.lstm)
@@ -190,6 +192,7 @@ def export_model(
     """
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; expected one of {FORMATS}")
+    model = dense_copy(model)  # a zone-tied network as the dense layers it computes
     actor = DeterministicActor(model).cpu().eval()  # artifacts run on CPU
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

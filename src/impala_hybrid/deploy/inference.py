@@ -290,7 +290,9 @@ class PolicySpec:
         from torch import nn
 
         from impala_hybrid.models.actor_critic import ACTIVATIONS as TORCH_ACTIVATIONS
+        from impala_hybrid.models.zones import dense_copy
 
+        model = dense_copy(model)  # a zone-tied network as the dense layers it computes
         cfg = model.config
         action = model.action
         for name, t in model.state_dict().items():
@@ -678,6 +680,9 @@ class NumpyPolicy(DeployedPolicy):
     @classmethod
     def from_model(cls, model: ActorCritic) -> NumpyPolicy:
         """Copy a model's weights (the model is not referenced afterwards)."""
+        from impala_hybrid.models.zones import dense_copy
+
+        model = dense_copy(model)  # a zone-tied network as the dense layers it computes
         spec = PolicySpec.from_model(model)
         state = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
         return cls.from_state(state, spec)

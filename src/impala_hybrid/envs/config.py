@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -31,6 +31,15 @@ N_INTENSITY = 6  # u for L1..L4, u for H, routine spill intensity nu
 MAX_AGE_BINS = 10_000  # bounds memory per env: expiry / dt may not exceed this
 OBJECTIVE_NAMES = ("goodput", "latency", "emergency", "energy", "fairness", "stability")
 CLASS_NAMES = ("emergency", "routine")
+#: Which observation entries and action components belong to each zone (see the observation
+#: and action tables of UAV_ENV.md); ``model.structure = "zones"`` ties weights across them
+#: (``models.zones.ZoneStructure`` takes these fields).
+ZONE_STRUCTURE: dict[str, tuple[Any, ...]] = {
+    "obs_zone": tuple(tuple(range(5 * k, 5 * k + 5)) for k in range(N_ZONES)),
+    "obs_shared": tuple(range(5 * N_ZONES, OBS_DIM)),
+    "discrete_zone": tuple(1 + k for k in range(N_ZONES)),  # transfer k+1 beams zone k
+    "continuous_zone": tuple(range(N_ZONES)),  # intensity[k] is L_k's service speed
+}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from impala_hybrid.envs.config import N_INTENSITY, UAVNetConfig
+from impala_hybrid.envs.config import N_INTENSITY, ZONE_STRUCTURE, UAVNetConfig
 from impala_hybrid.envs.sim import ActionError, UAVNetSim, parse_actions
 from impala_hybrid.envs.vector import REWARD_MODES, make_spaces, resolve_config
 
@@ -20,6 +20,7 @@ from impala_hybrid.envs.vector import REWARD_MODES, make_spaces, resolve_config
 class UAVNetEnv(gym.Env[np.ndarray, dict[str, Any]]):
     """One UAV emergency-response network; see ``impala_hybrid.envs.vector`` for the layout."""
 
+    zone_structure = ZONE_STRUCTURE
     metadata: dict[str, Any] = {"render_modes": []}
 
     def __init__(

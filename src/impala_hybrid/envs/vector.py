@@ -36,6 +36,7 @@ from impala_hybrid.envs.config import (
     N_OBJECTIVES,
     N_TRANSFER,
     OBS_DIM,
+    ZONE_STRUCTURE,
     UAVNetConfig,
 )
 from impala_hybrid.envs.sim import UAVNetSim, parse_actions
@@ -77,6 +78,7 @@ def resolve_config(config: UAVNetConfig | None, overrides: dict[str, Any]) -> UA
 class UAVNetVectorEnv(VectorEnv):
     """Batched UAV emergency-response network; see the module docstring."""
 
+    zone_structure = ZONE_STRUCTURE
     metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
 
     def __init__(

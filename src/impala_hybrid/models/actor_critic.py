@@ -31,7 +31,16 @@ from impala_hybrid.models.distributions import (
     param_shapes,
 )
 from impala_hybrid.models.spaces import ActionSpec
-from impala_hybrid.validation import spec, validate
+from impala_hybrid.models.zones import (
+    Layout,
+    TiedLayerNorm,
+    TiedLinear,
+    ZoneStructure,
+    head_layout,
+    hidden_layout,
+    obs_layout,
+)
+from impala_hybrid.validation import ConfigError, spec, validate
 
 _LOG_STD_MID = (LOG_STD_MAX + LOG_STD_MIN) / 2.0
 _LOG_STD_HALF = (LOG_STD_MAX - LOG_STD_MIN) / 2.0
@@ -92,9 +101,23 @@ class ModelConfig:
         choices=("tanh", "clamp"),
     )
     policy_init_scale: float = spec(0.01, "orthogonal gain of the policy output layer", lo=0.0)
+    structure: str = spec(
+        "mlp",
+        "mlp: dense layers; zones: weights tied across the env's interchangeable zones "
+        "(models/zones.py; the env must declare its zone_structure)",
+        choices=("mlp", "zones"),
+    )
+    zone_width: int = spec(
+        48, "structure = zones: units per zone in each hidden layer (the rest are global)", lo=1
+    )
 
     def __post_init__(self) -> None:
         validate(self)
+        if self.structure == "zones" and self.lstm_size > 0:
+            raise ConfigError(
+                f"ModelConfig.lstm_size = {self.lstm_size} is invalid with structure = 'zones': "
+                "the zone-tied network has no recurrent core yet (use 0)"
+            )
 
 
 class CoreOutput(NamedTuple):
@@ -120,11 +143,22 @@ class ActorCritic(nn.Module):
     action_high: Tensor
 
     def __init__(
-        self, obs_dim: int, action: ActionSpec, config: ModelConfig, num_values: int = 1
+        self,
+        obs_dim: int,
+        action: ActionSpec,
+        config: ModelConfig,
+        num_values: int = 1,
+        zones: ZoneStructure | None = None,
     ) -> None:
         super().__init__()
         if num_values < 1:
             raise ValueError(f"num_values = {num_values} is invalid: must be >= 1")
+        if config.structure == "zones" and zones is None:
+            raise ConfigError(
+                "model.structure = 'zones' needs an env that declares its zone_structure "
+                "(the UAV env does); use model.structure = 'mlp' for this env"
+            )
+        tied = zones if config.structure == "zones" else None
         self.config = config
         self.action = action
         self.obs_dim = obs_dim
@@ -132,10 +166,18 @@ class ActorCritic(nn.Module):
         layers: list[nn.Module] = []
         width = obs_dim
         act = ACTIVATIONS[config.activation]
-        for h in config.hidden:
-            layers.append(_init_linear(nn.Linear(width, h), math.sqrt(2)))
-            if config.layer_norm:
-                layers.append(nn.LayerNorm(h))
+        layout = obs_layout(tied) if tied is not None else None
+        for i, h in enumerate(config.hidden):
+            if tied is not None and layout is not None:
+                nxt = hidden_layout(h, tied.zones, config.zone_width, f"ModelConfig.hidden[{i}]")
+                layers.append(TiedLinear(layout, nxt, math.sqrt(2), zone_bias=i == 0))
+                if config.layer_norm:
+                    layers.append(TiedLayerNorm(nxt))
+                layout = nxt
+            else:
+                layers.append(_init_linear(nn.Linear(width, h), math.sqrt(2)))
+                if config.layer_norm:
+                    layers.append(nn.LayerNorm(h))
             layers.append(act(inplace=True) if config.activation in INPLACE_ACTIVATIONS else act())
             width = h
         self.trunk = nn.Sequential(*layers)
@@ -150,9 +192,22 @@ class ActorCritic(nn.Module):
             continuous_kind=action.continuous_kind,
         )
         self._sizes = {k: int(np.prod(s)) for k, s in self.shapes.items()}
-        self.policy = _init_linear(
-            nn.Linear(width, sum(self._sizes.values())), config.policy_init_scale
-        )
+        self.policy: nn.Linear | TiedLinear
+        self.value: nn.Linear | TiedLinear
+        if tied is not None and layout is not None:
+            if action.kind != "hybrid_factorized":
+                raise ConfigError(
+                    f"model.structure = 'zones' supports the factorised hybrid head, not "
+                    f"{action.kind!r} (set model.hybrid_mode = 'factorized')"
+                )
+            out = head_layout(tied, list(self._sizes.items()), discrete=("logits",))
+            self.policy = TiedLinear(layout, out, config.policy_init_scale)
+            self.value = TiedLinear(layout, Layout.blocks(tied.zones, 0, num_values), 1.0)
+        else:
+            self.policy = _init_linear(
+                nn.Linear(width, sum(self._sizes.values())), config.policy_init_scale
+            )
+            self.value = _init_linear(nn.Linear(width, num_values), 1.0)
         if "log_std" in self.shapes:  # start from a moderate exploration noise
             offset = 0
             raw_init = config.init_log_std
@@ -160,10 +215,12 @@ class ActorCritic(nn.Module):
                 raw_init = raw_log_std(raw_init)
             for name, size in self._sizes.items():
                 if name == "log_std":
-                    with torch.no_grad():
-                        self.policy.bias[offset : offset + size] = raw_init
+                    if isinstance(self.policy, TiedLinear):
+                        self.policy.fill_bias(range(offset, offset + size), raw_init)
+                    else:
+                        with torch.no_grad():
+                            self.policy.bias[offset : offset + size] = raw_init
                 offset += size
-        self.value = _init_linear(nn.Linear(width, num_values), 1.0)
         low = torch.as_tensor(action.low if action.low is not None else [-1.0], dtype=torch.float32)
         high = torch.as_tensor(
             action.high if action.high is not None else [1.0], dtype=torch.float32

@@ -31,6 +31,7 @@ from impala_hybrid.envs.factory import make_vector_env
 from impala_hybrid.experiments.spec import TrainConfig, reward_setup
 from impala_hybrid.models.actor_critic import ActorCritic
 from impala_hybrid.models.spaces import action_spec, obs_dim
+from impala_hybrid.models.zones import ZoneStructure
 from impala_hybrid.runtime.allocator import keep_freed_memory
 from impala_hybrid.runtime.progress import Progress
 from impala_hybrid.runtime.replay import UnrollReplay
@@ -58,7 +59,9 @@ def build_model(cfg: TrainConfig, env: Any, num_values: int) -> ActorCritic:
         continuous_kind=cfg.model.continuous_kind,  # type: ignore[arg-type]
         hybrid_mode=cfg.model.hybrid_mode,  # type: ignore[arg-type]
     )
-    return ActorCritic(obs_dim(env.single_observation_space), spec, cfg.model, num_values)
+    raw = getattr(env, "zone_structure", None)  # declared by envs with interchangeable zones
+    zones = ZoneStructure(**raw) if raw is not None else None
+    return ActorCritic(obs_dim(env.single_observation_space), spec, cfg.model, num_values, zones)
 
 
 def build(cfg: TrainConfig) -> tuple[Any, Learner, Actor]:
