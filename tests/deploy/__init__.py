@@ -61,9 +61,46 @@ CASES: dict[str, tuple[gym.Space[Any], dict[str, Any]]] = {
             "hybrid_mode": "gated",
         },
     ),
+    # parameterised spaces (issue 13): action k owns Box k, sizes 2, 0 and 1, own bounds
+    "hybrid_parameterized": (
+        gym.spaces.Tuple(
+            (
+                gym.spaces.Discrete(3),
+                gym.spaces.Tuple(
+                    (
+                        gym.spaces.Box(-1.0, 1.0, (2,)),
+                        gym.spaces.Box(0.0, 1.0, (0,)),
+                        gym.spaces.Box(5.0, 6.0, (1,)),
+                    )
+                ),
+            )
+        ),
+        {"hidden": (32, 16), "hybrid_mode": "gated"},
+    ),
+    "beta_parameterized_dict_lstm": (
+        gym.spaces.Dict(
+            {
+                "id": gym.spaces.Discrete(2),
+                "params": gym.spaces.Dict(
+                    {"a": gym.spaces.Box(0.0, 2.0, (1,)), "b": gym.spaces.Box(-3.0, 0.0, (2,))}
+                ),
+            }
+        ),
+        {"hidden": (24,), "lstm_size": 8, "continuous_kind": "beta", "hybrid_mode": "gated"},
+    ),
+    "parameterized_factorized": (
+        gym.spaces.Tuple(
+            (
+                gym.spaces.Discrete(2),
+                gym.spaces.Tuple((gym.spaces.Box(0.0, 1.0, (0,)), gym.spaces.Box(-2.0, 2.0, (3,)))),
+            )
+        ),
+        {"hidden": (16,)},
+    ),
 }
 KINDS = ("categorical", "squashed_gaussian", "beta", "hybrid_factorized", "hybrid_gated")
 RECURRENT = ("hybrid_factorized_lstm", "beta_gated_lstm")
+PARAMETERIZED = ("hybrid_parameterized", "beta_parameterized_dict_lstm", "parameterized_factorized")
 
 
 def make_model(case: str, seed: int = 0, gamma: str = "positive") -> ActorCritic:

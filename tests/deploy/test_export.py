@@ -34,7 +34,7 @@ from tests.deploy import (
     run_policy,
 )
 
-CASES = (*KINDS, "beta_gated_lstm")
+CASES = (*KINDS, "beta_gated_lstm", "hybrid_parameterized", "beta_parameterized_dict_lstm")
 
 
 @pytest.fixture(scope="module")

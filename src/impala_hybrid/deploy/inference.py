@@ -77,7 +77,9 @@ SIDECAR_FORMAT = "impala_hybrid.deployed_policy"
 SIDECAR_VERSION = 1
 """Schema version of the sidecar; a newer one is refused rather than misread."""
 
-KINDS = ("categorical", "squashed_gaussian", "beta", "hybrid_factorized", "hybrid_gated")
+# The kinds of models.distributions.DistributionKind, spelled out: this module imports no torch.
+HYBRID_KINDS = ("hybrid_factorized", "hybrid_gated", "hybrid_parameterized")
+KINDS = ("categorical", "squashed_gaussian", "beta", *HYBRID_KINDS)
 CONTINUOUS_PARAMS = {"squashed_gaussian": ("mean", "log_std"), "beta": ("raw_alpha", "raw_beta")}
 ACTIVATIONS = ("relu", "tanh", "silu", "elu")
 CONTAINERS = ("none", "dict", "tuple")
@@ -126,6 +128,11 @@ class PolicySpec:
     activation: str
     lstm_size: int
     model_config: dict[str, Any] = dataclasses.field(default_factory=dict)  # for reference
+    # Parameterised spaces (``Tuple(Discrete(K), Tuple(Box_1..Box_K))``): the sizes D_k of the
+    # concatenated continuous part, and the inner container and keys it is split back into.
+    segments: tuple[int, ...] | None = None
+    param_container: str | None = None  # "tuple" or "dict"
+    param_keys: tuple[str | int, ...] | None = None
 
     def __post_init__(self) -> None:
         problems = self._problems()
@@ -165,6 +172,19 @@ class PolicySpec:
                 p.append("a hybrid action needs keys (discrete key, continuous key)")
             elif self.container == "tuple" and set(self.keys) != {0, 1}:
                 p.append(f"tuple keys must be (0, 1) or (1, 0), got {self.keys}")
+        if self.kind == "hybrid_parameterized" and self.segments is None:
+            p.append("kind hybrid_parameterized needs segments")
+        if self.segments is not None:
+            if not self.kind.startswith("hybrid") or self.kind == "hybrid_gated":
+                p.append(f"segments do not fit kind {self.kind}")
+            if len(self.segments) != self.num_actions or any(d < 0 for d in self.segments):
+                p.append(f"segments {self.segments} must be {self.num_actions} sizes >= 0")
+            if sum(self.segments) != self.action_dim:
+                p.append(f"segments {self.segments} must sum to action_dim = {self.action_dim}")
+            if self.param_container not in ("tuple", "dict"):
+                p.append(f"param_container {self.param_container!r} is not 'tuple' or 'dict'")
+            if self.param_keys is None or len(self.param_keys) != len(self.segments):
+                p.append("param_keys must name one entry per segment")
         if not self.hidden or any(h < 1 for h in self.hidden):
             p.append(f"hidden = {self.hidden} must be non-empty positive widths")
         if self.activation not in ACTIVATIONS:
@@ -177,7 +197,7 @@ class PolicySpec:
 
     @property
     def has_discrete(self) -> bool:
-        return self.kind in ("categorical", "hybrid_factorized", "hybrid_gated")
+        return self.kind == "categorical" or self.kind.startswith("hybrid")
 
     @property
     def has_continuous(self) -> bool:
@@ -231,23 +251,40 @@ class PolicySpec:
         if self.container == "none":
             return discrete if self.kind == "categorical" else continuous
         assert self.keys is not None
+        params: Any = continuous
+        if self.segments is not None and continuous is not None:
+            assert self.param_keys is not None
+            ends = np.cumsum(self.segments)
+            split = np.split(continuous, ends[:-1], axis=-1)
+            params = (
+                dict(zip(self.param_keys, split, strict=True))
+                if self.param_container == "dict"
+                else tuple(split)
+            )
         if self.container == "dict":
-            return {self.keys[0]: discrete, self.keys[1]: continuous}
+            return {self.keys[0]: discrete, self.keys[1]: params}
         parts: list[Any] = [None, None]
-        parts[int(self.keys[0])], parts[int(self.keys[1])] = discrete, continuous
+        parts[int(self.keys[0])], parts[int(self.keys[1])] = discrete, params
         return tuple(parts)
 
     def unbatch(self, action: Any) -> Any:
         """Row 0 of a batched env action from :meth:`env_action` (what one observation gets):
-        the discrete index as a NumPy integer, the continuous part as ``[D]``."""
+        the discrete index as a NumPy integer, the continuous part as ``[D]`` (each action's
+        own parameters as ``[D_k]`` for a parameterised space)."""
         if isinstance(action, dict):
-            return {k: v[0] for k, v in action.items()}
+            return {k: self.unbatch(v) for k, v in action.items()}
         if isinstance(action, tuple):
-            return tuple(v[0] for v in action)
+            return tuple(self.unbatch(v) for v in action)
         return action[0]
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The sidecar's ``policy`` entry; the parameterised-space fields only where set, so
+        other policies' sidecars are unchanged."""
+        data = dataclasses.asdict(self)
+        for name in ("segments", "param_container", "param_keys"):
+            if data[name] is None:
+                del data[name]
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> PolicySpec:
@@ -255,7 +292,8 @@ class PolicySpec:
         if not isinstance(data, Mapping):
             raise ArtifactError(f"policy spec must be a JSON object, got {type(data).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
-        missing = sorted(names - set(data) - {"model_config"})
+        optional = {"model_config", "segments", "param_container", "param_keys"}
+        missing = sorted(names - set(data) - optional)
         if missing:
             raise ArtifactError(f"policy spec lacks field(s) {missing}")
         try:
@@ -276,6 +314,12 @@ class PolicySpec:
                 activation=str(data["activation"]),
                 lstm_size=_as_int(data["lstm_size"]),
                 model_config=dict(data.get("model_config") or {}),
+                # absent in sidecars written before parameterised spaces existed
+                segments=_opt_tuple(data.get("segments"), _as_int),
+                param_container=(
+                    None if data.get("param_container") is None else str(data["param_container"])
+                ),
+                param_keys=_opt_tuple(data.get("param_keys"), _as_key),
             )
         except (TypeError, ValueError, IndexError, KeyError) as e:
             if isinstance(e, ArtifactError):
@@ -319,11 +363,10 @@ class PolicySpec:
         if model.lstm is not None and (model.lstm.bias_ih is None or model.lstm.bias_hh is None):
             raise UnsupportedModelError("LSTMCell without biases")
         keys = action.keys
-        if keys is not None and not all(
-            isinstance(k, str | int) and not isinstance(k, bool) for k in keys
-        ):
+        all_keys = (*(keys or ()), *(action.param_keys or ()))
+        if not all(isinstance(k, str | int) and not isinstance(k, bool) for k in all_keys):
             raise UnsupportedModelError(
-                f"action keys must be str (Dict) or int (Tuple) to be saved as JSON, got {keys}"
+                f"action keys must be str (Dict) or int (Tuple) to be saved as JSON, got {all_keys}"
             )
         spec = cls(
             obs_dim=int(model.obs_dim),
@@ -341,6 +384,9 @@ class PolicySpec:
             activation=str(cfg.activation),
             lstm_size=int(cfg.lstm_size),
             model_config=json.loads(json.dumps(dataclasses.asdict(cfg))),
+            segments=action.segments,
+            param_container=action.param_container,
+            param_keys=action.param_keys,
         )
         layout = {name: shape for name, shape in spec.param_layout()}
         if layout != {k: tuple(v) for k, v in model.shapes.items()}:
@@ -354,6 +400,15 @@ def _as_int(v: Any) -> int:
     if isinstance(v, bool) or not isinstance(v, int):
         raise ArtifactError(f"expected an integer, got {v!r}")
     return v
+
+
+def _opt_tuple(v: Any, item: Callable[[Any], Any]) -> Any:
+    """``None`` stays ``None``; a JSON list becomes a tuple of checked items."""
+    if v is None:
+        return None
+    if not isinstance(v, list | tuple):
+        raise ArtifactError(f"expected a list, got {v!r}")
+    return tuple(item(x) for x in v)
 
 
 def _as_key(v: Any) -> str | int:

@@ -28,6 +28,7 @@ from impala_hybrid.models.distributions import (
     LOG_STD_MIN,
     ActionDistribution,
     make_distribution,
+    owner_matrix,
     param_shapes,
 )
 from impala_hybrid.models.spaces import ActionSpec
@@ -118,6 +119,7 @@ class ActorCritic(nn.Module):
 
     action_low: Tensor  # [D] continuous bounds (buffers, follow the module's device)
     action_high: Tensor
+    action_owner: Tensor | None  # [K, D] bool: which action owns which parameter (or None)
 
     def __init__(
         self, obs_dim: int, action: ActionSpec, config: ModelConfig, num_values: int = 1
@@ -175,6 +177,11 @@ class ActorCritic(nn.Module):
         )
         self.register_buffer("action_low", low, persistent=False)
         self.register_buffer("action_high", high, persistent=False)
+        owner = None
+        if action.kind == "hybrid_parameterized":
+            assert action.segments is not None
+            owner = owner_matrix(action.segments)
+        self.register_buffer("action_owner", owner, persistent=False)
 
     @property
     def recurrent(self) -> bool:
@@ -253,5 +260,6 @@ class ActorCritic(nn.Module):
             continuous_kind=self.action.continuous_kind,
             low=self.action_low,
             high=self.action_high,
+            owner=self.action_owner,
             **self._continuous_kwargs,
         )
