@@ -21,6 +21,7 @@ from impala_hybrid.models.spaces import action_spec
 from tests.deploy import (
     KINDS,
     OBS_DIM,
+    OBS_NORM,
     PARAMETERIZED,
     RECURRENT,
     assert_actions_match,
@@ -32,7 +33,7 @@ from tests.deploy import (
 
 
 @pytest.mark.parametrize("batch", [1, 7])
-@pytest.mark.parametrize("case", KINDS + RECURRENT + PARAMETERIZED)
+@pytest.mark.parametrize("case", KINDS + RECURRENT + PARAMETERIZED + OBS_NORM)
 def test_matches_torch_mode(case: str, batch: int) -> None:
     model = make_model(case)
     obs = observations(batch, 5, seed=batch)

@@ -91,6 +91,12 @@ _ONE = np.float32(1.0)
 _TWO = np.float32(2.0)
 
 
+_OPTIONAL = ("segments", "param_container", "param_keys", "obs_norm_clip")
+"""Sidecar fields written only where set, so sidecars of policies without them are unchanged
+and sidecars written before they existed still load."""
+OBS_NORM_EPS = 1e-8  # as models.normalization.OBS_NORM_EPS (this module imports no torch)
+
+
 class ArtifactError(ValueError):
     """A deployed artifact that is missing, corrupt, foreign or of an unknown schema."""
 
@@ -133,6 +139,9 @@ class PolicySpec:
     segments: tuple[int, ...] | None = None
     param_container: str | None = None  # "tuple" or "dict"
     param_keys: tuple[str | int, ...] | None = None
+    # Observation normalisation (ModelConfig.obs_norm): the clip of the normalised
+    # observations; None without. The statistics are weights (obs_norm.mean, obs_norm.var).
+    obs_norm_clip: float | None = None
 
     def __post_init__(self) -> None:
         problems = self._problems()
@@ -185,6 +194,8 @@ class PolicySpec:
                 p.append(f"param_container {self.param_container!r} is not 'tuple' or 'dict'")
             if self.param_keys is None or len(self.param_keys) != len(self.segments):
                 p.append("param_keys must name one entry per segment")
+        if self.obs_norm_clip is not None and not self.obs_norm_clip > 0:
+            p.append(f"obs_norm_clip = {self.obs_norm_clip} must be > 0")
         if not self.hidden or any(h < 1 for h in self.hidden):
             p.append(f"hidden = {self.hidden} must be non-empty positive widths")
         if self.activation not in ACTIVATIONS:
@@ -281,7 +292,7 @@ class PolicySpec:
         """The sidecar's ``policy`` entry; the parameterised-space fields only where set, so
         other policies' sidecars are unchanged."""
         data = dataclasses.asdict(self)
-        for name in ("segments", "param_container", "param_keys"):
+        for name in _OPTIONAL:
             if data[name] is None:
                 del data[name]
         return data
@@ -292,8 +303,7 @@ class PolicySpec:
         if not isinstance(data, Mapping):
             raise ArtifactError(f"policy spec must be a JSON object, got {type(data).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
-        optional = {"model_config", "segments", "param_container", "param_keys"}
-        missing = sorted(names - set(data) - optional)
+        missing = sorted(names - set(data) - {"model_config", *_OPTIONAL})
         if missing:
             raise ArtifactError(f"policy spec lacks field(s) {missing}")
         try:
@@ -320,6 +330,9 @@ class PolicySpec:
                     None if data.get("param_container") is None else str(data["param_container"])
                 ),
                 param_keys=_opt_tuple(data.get("param_keys"), _as_key),
+                obs_norm_clip=(
+                    None if data.get("obs_norm_clip") is None else float(data["obs_norm_clip"])
+                ),
             )
         except (TypeError, ValueError, IndexError, KeyError) as e:
             if isinstance(e, ArtifactError):
@@ -387,6 +400,7 @@ class PolicySpec:
             segments=action.segments,
             param_container=action.param_container,
             param_keys=action.param_keys,
+            obs_norm_clip=None if model.obs_norm is None else float(model.obs_norm.clip),
         )
         layout = {name: shape for name, shape in spec.param_layout()}
         if layout != {k: tuple(v) for k, v in model.shapes.items()}:
@@ -701,8 +715,10 @@ class NumpyPolicy(DeployedPolicy):
         lstm_weight: np.ndarray | None,
         head_weight: np.ndarray,
         head_offsets: dict[str, int],
+        obs_norm: tuple[np.ndarray, np.ndarray, float] | None = None,
     ) -> None:
         self.spec = spec
+        self._obs_norm = obs_norm  # (mean, 1 / sqrt(var + eps)) float32 [obs_dim], clip
         self._layers = layers
         self._lstm_weight = lstm_weight
         self._head_weight = head_weight
@@ -805,6 +821,14 @@ class NumpyPolicy(DeployedPolicy):
             start += size
         sel = np.concatenate(rows)
         head = _augment(w_p[sel], b_p[sel])
+        obs_norm = None
+        if spec.obs_norm_clip is not None:
+            var = get("obs_norm.var", (spec.obs_dim,)).astype(_F32)
+            obs_norm = (
+                get("obs_norm.mean", (spec.obs_dim,)).astype(_F32),
+                (_ONE / np.sqrt(var + _F32(OBS_NORM_EPS))).astype(_F32),
+                spec.obs_norm_clip,
+            )
 
         layers: list[_Layer] = []
         for i, (w, gamma, beta) in enumerate(trunk):
@@ -833,6 +857,7 @@ class NumpyPolicy(DeployedPolicy):
             None if lstm_weight is None else np.ascontiguousarray(lstm_weight, _F32),
             np.ascontiguousarray(head, _F32),
             offsets,
+            obs_norm,
         )
 
     # ---- state -----------------------------------------------------------------------------
@@ -875,6 +900,11 @@ class NumpyPolicy(DeployedPolicy):
             b = self._b
             assert b is not None
         np.copyto(b.obs, obs, casting="unsafe")
+        if self._obs_norm is not None:  # frozen statistics: RunningObsNorm.forward
+            mean, scale, clip = self._obs_norm
+            np.subtract(b.obs, mean, out=b.obs)
+            np.multiply(b.obs, scale, out=b.obs)
+            np.clip(b.obs, -clip, clip, out=b.obs)
         act, eps, single = self._act, self._eps, b.n == 1
         for inp, weight, pre, inv_w, ln, gamma, beta, dst, tmp, var in b.plan:
             np.dot(inp, weight, out=pre)

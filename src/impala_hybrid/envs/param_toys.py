@@ -83,11 +83,16 @@ class _Targets:
 
 
 class ReachEnv(gym.Env[np.ndarray, Any]):
-    """See module docstring (easy)."""
+    """See module docstring (easy). ``obs_scale``, ``obs_shift``: the observation is
+    ``obs_shift + obs_scale * obs`` (unbounded space unless the defaults), for the
+    observation-normalisation ablation: raw values of a badly scaled env."""
 
-    def __init__(self, tol: float = 0.1) -> None:
+    def __init__(self, tol: float = 0.1, obs_scale: float = 1.0, obs_shift: float = 0.0) -> None:
         self.targets = _Targets(tol)
-        self.observation_space = gym.spaces.Box(-1.0, 1.0, (6,), np.float32)
+        self.obs_scale, self.obs_shift = np.float32(obs_scale), np.float32(obs_shift)
+        scaled = obs_scale != 1.0 or obs_shift != 0.0
+        bound = np.inf if scaled else 1.0
+        self.observation_space = gym.spaces.Box(-bound, bound, (6,), np.float32)
         self.action_space = _action_space()
         self._state = (0, np.zeros(2, np.float32), np.zeros(1, np.float32))
 
@@ -96,11 +101,14 @@ class ReachEnv(gym.Env[np.ndarray, Any]):
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         self._state = self.targets.draw(self.np_random)
-        return _Targets.obs(*self._state), {}
+        return self._obs(), {}
+
+    def _obs(self) -> np.ndarray:
+        return self.obs_shift + self.obs_scale * _Targets.obs(*self._state)
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         reward, success = self.targets.score(action, *self._state)
-        return _Targets.obs(*self._state), reward, True, False, {"success": float(success)}
+        return self._obs(), reward, True, False, {"success": float(success)}
 
 
 class SequenceEnv(gym.Env[np.ndarray, Any]):
@@ -197,7 +205,7 @@ class GoalEnv(gym.Env[np.ndarray, Any]):
 
 
 def reach(**kwargs: Any) -> ReachEnv:
-    """``env=impala_hybrid.envs.param_toys:reach`` (``env_kwargs``: ``tol``)."""
+    """``env=impala_hybrid.envs.param_toys:reach`` (``tol``, ``obs_scale``, ``obs_shift``)."""
     return ReachEnv(**kwargs)
 
 

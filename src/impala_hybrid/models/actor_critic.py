@@ -31,6 +31,7 @@ from impala_hybrid.models.distributions import (
     owner_matrix,
     param_shapes,
 )
+from impala_hybrid.models.normalization import RunningObsNorm
 from impala_hybrid.models.spaces import ActionSpec
 from impala_hybrid.validation import spec, validate
 
@@ -93,6 +94,13 @@ class ModelConfig:
         choices=("tanh", "clamp"),
     )
     policy_init_scale: float = spec(0.01, "orthogonal gain of the policy output layer", lo=0.0)
+    obs_norm: bool = spec(
+        False, "normalise observations with running mean/std (models/normalization.py); the "
+        "statistics are saved in checkpoints and frozen into exported artifacts",
+    )  # fmt: skip
+    obs_norm_clip: float = spec(
+        10.0, "clip normalised observations to [-x, x] (with obs_norm)", lo=0.0, lo_open=True
+    )
 
     def __post_init__(self) -> None:
         validate(self)
@@ -131,6 +139,7 @@ class ActorCritic(nn.Module):
         self.action = action
         self.obs_dim = obs_dim
         self.num_values = num_values
+        self.obs_norm = RunningObsNorm(obs_dim, config.obs_norm_clip) if config.obs_norm else None
         layers: list[nn.Module] = []
         width = obs_dim
         act = ACTIVATIONS[config.activation]
@@ -195,6 +204,9 @@ class ActorCritic(nn.Module):
         z = torch.zeros(batch_size, self.lstm.hidden_size, device=device)
         return (z, z.clone())
 
+    def _normalize(self, obs: Tensor) -> Tensor:
+        return obs.float() if self.obs_norm is None else self.obs_norm(obs)
+
     def _heads(self, x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
         lead = x.shape[:-1]
         flat = self.policy(x)
@@ -216,7 +228,7 @@ class ActorCritic(nn.Module):
     ) -> CoreOutput:
         """Parameters and values for ``obs [T, B, obs_dim]``; ``first [T, B]`` marks starts."""
         t_len, b = obs.shape[:2]
-        x = self.trunk(obs.reshape(t_len * b, -1).float())
+        x = self.trunk(self._normalize(obs.reshape(t_len * b, -1)))
         hs: Tensor | None = None
         cs: Tensor | None = None
         state = core_state
@@ -248,7 +260,7 @@ class ActorCritic(nn.Module):
     def values_after(self, obs: Tensor, core_state: tuple[Tensor, ...]) -> Tensor:
         """Values ``[N, K_v]`` of observations ``[N, obs_dim]`` that continue an episode from
         ``core_state`` (rows ``[N, H]``): the bootstrap values of truncated episodes."""
-        x = self.trunk(obs.float())
+        x = self.trunk(self._normalize(obs))
         if self.lstm is not None:
             x, _ = self.lstm(x, core_state)
         return self.value(x)
