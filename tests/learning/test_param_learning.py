@@ -4,7 +4,8 @@ trained serially (deterministic) through the ``module:factory`` path a user's en
 
 Measured when written (docs/results.md, "Parameterised-action tasks (issue 13)"), seeds 0/1/2:
 reach at 100k: gated 0.91/0.95/0.96, factorised 0.91/0.91/0.92; sequence at 200k: gated
-0.73/0.77/0.74, factorised 0.72/0.70/0.66; goal at 300k: see the slow tests' thresholds.
+0.73/0.77/0.74, factorised 0.72/0.70/0.66; goal at 300k: gated 0.90/0.93/0.89, factorised
+0.98/0.98/0.98.
 Thresholds sit below the worst seed: a regression guard, not a quality bar.
 """
 
@@ -60,8 +61,8 @@ def test_gated_head_learns_reach_within_100k_steps() -> None:
         ("reach", "factorized", 0.8),
         ("sequence", "gated", 0.6),
         ("sequence", "factorized", 0.55),
-        ("goal", "gated", 0.7),
-        ("goal", "factorized", 0.7),
+        ("goal", "gated", 0.8),
+        ("goal", "factorized", 0.85),
     ],
 )
 def test_parameterized_tasks(task: str, mode: str, threshold: float, seed: int) -> None:
