@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import difflib
 import json
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,6 +26,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from impala_hybrid.jsonsafe import json_safe
 from impala_hybrid.validation import ConfigError
 
 if TYPE_CHECKING:
@@ -196,7 +198,10 @@ def _add_eval(sub: Any) -> None:
         "of trained runs) on the UAV simulator: --episodes x --num-envs whole episodes on "
         "fixed evaluation seeds. Every policy faces the same arrivals, incidents and backhaul "
         "states (common random numbers), so differences between rows are paired. Prints a "
-        "table of returns, per-objective returns, latency tails and drops; --out writes JSON.",
+        "table of returns, per-objective returns, latency tails and drops; --out writes JSON. "
+        "A run trained on any other env (a Gymnasium id or module:factory) is evaluated on "
+        "that env with its env_kwargs: greedy return, episode length and the mean of each "
+        "numeric info key at episode end (such as success), on fixed seeds.",
     )
     p.add_argument(
         "--policy", default="all", help="heuristic name, comma-separated names, or 'all' (default)"
@@ -208,14 +213,26 @@ def _add_eval(sub: Any) -> None:
         metavar="RUN_DIR",
         help="also evaluate the greedy policy of a trained run (best checkpoint); repeatable",
     )
+    p.add_argument(
+        "--checkpoint",
+        choices=("best", "last"),
+        default="best",
+        help="which checkpoint of each --run to evaluate (default best)",
+    )
     _add_common(p, episodes=2, num_envs=32)
     p.set_defaults(func=cmd_eval)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from impala_hybrid.envs.heuristics import HEURISTICS, make_heuristic
+    from impala_hybrid.evaluation.policy import TorchPolicy
     from impala_hybrid.evaluation.rollout import evaluate
 
+    runs = _load_runs(args.run, args.checkpoint)
+    if runs and all(not uav for _, _, uav in runs):
+        return _eval_other_env(args, runs)
+    if not all(uav for _, _, uav in runs):
+        raise CliError("--run: evaluate runs on the UAV env and on other envs in separate commands")
     overrides = parse_overrides(args.overrides)
     names = resolve_policy_names(args.policy, list(HEURISTICS))
     config = make_config(overrides)
@@ -223,7 +240,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     policies: list[tuple[str, Any]] = [(name, make_heuristic(name, config)) for name in names]
     results = []
     with console.status("loading trained runs") as status:  # a spinner while nothing prints
-        policies += _run_policies(args.run)
+        policies += [(name, TorchPolicy(model)) for name, (_, model), _ in runs]
         for i, (name, policy) in enumerate(policies):
             status.update(f"evaluating {name} ({i + 1}/{len(policies)})")
             results.append(
@@ -254,26 +271,67 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_policies(run_dirs: list[str]) -> list[tuple[str, Any]]:
-    """``(name, policy)`` for each trained run directory (its greedy policy)."""
-    if not run_dirs:
-        return []
+def _load_runs(run_dirs: list[str], checkpoint: str) -> list[tuple[str, tuple[Any, Any], bool]]:
+    """``(name, (TrainConfig, model), on the UAV env)`` for each trained run directory."""
     from impala_hybrid import UAVNET_ID
     from impala_hybrid.envs.factory import EnvSpecError
-    from impala_hybrid.evaluation.policy import TorchPolicy
     from impala_hybrid.runtime.checkpoint import CheckpointError
     from impala_hybrid.runtime.trainer import RunDirError, load_run_model
 
     out = []
     for run_dir in run_dirs:
         try:
-            cfg, model = load_run_model(run_dir)
+            cfg, model = load_run_model(run_dir, checkpoint)
         except (ConfigError, CheckpointError, RunDirError, EnvSpecError) as e:
             raise CliError(str(e)) from None
-        if cfg.env != UAVNET_ID:
-            raise CliError(f"--run {run_dir}: trained on {cfg.env}, not the UAV env")
-        out.append((f"run:{Path(run_dir).name}", TorchPolicy(model)))
+        out.append((f"run:{Path(run_dir).name}", (cfg, model.eval()), cfg.env == UAVNET_ID))
     return out
+
+
+def _eval_other_env(args: argparse.Namespace, runs: list[tuple[str, tuple[Any, Any], bool]]) -> int:
+    """``eval --run`` for runs on envs other than the UAV simulator (see ``_add_eval``)."""
+    from impala_hybrid.envs.factory import EnvSpecError
+    from impala_hybrid.evaluation.episodes import evaluate_episodes
+    from impala_hybrid.evaluation.policy import TorchPolicy
+
+    if args.overrides:
+        raise CliError("--set overrides UAVNetConfig fields; these runs are not on the UAV env")
+    if args.policy != "all":
+        raise CliError("--policy names UAV heuristics; these runs are not on the UAV env")
+    console = _console()
+    n = args.episodes * args.num_envs
+    results: dict[str, dict[str, Any]] = {}
+    with console.status("evaluating") as status:
+        for i, (name, (cfg, model), _) in enumerate(runs):
+            status.update(f"evaluating {name} ({i + 1}/{len(runs)})")
+            try:
+                stats = evaluate_episodes(
+                    TorchPolicy(model), cfg.env, n, args.seed, env_kwargs=cfg.env_kwargs,
+                    num_envs=args.num_envs, split="eval",
+                )  # fmt: skip
+            except EnvSpecError as e:
+                raise CliError(f"--run {name[4:]}: {e}") from None
+            results[name] = {"env": cfg.env, "env_kwargs": cfg.env_kwargs, **stats.summary()}
+    keys = sorted({k for r in results.values() for k in r["info"]})
+    table = Table(title=f"Evaluation: {n} greedy episodes, seed {args.seed} (mean over episodes)")
+    for col in ("policy", "env", "return", "length", *keys):
+        table.add_column(col, justify="left" if col in ("policy", "env") else "right")
+    for name, r in results.items():
+        table.add_row(
+            name, r["env"], f"{r['return']['mean']:.3f} ± {r['return']['std']:.3f}",
+            f"{r['length']['mean']:.1f}", *(f"{r['info'].get(k, math.nan):.3f}" for k in keys),
+        )  # fmt: skip
+    console.print(table)
+    payload = {
+        "command": "eval",
+        "seed": args.seed,
+        "episodes": args.episodes,
+        "num_envs": args.num_envs,
+        "checkpoint": args.checkpoint,
+        "results": results,
+    }
+    _write_json(args.out, json_safe(payload), console)
+    return 0
 
 
 # --- tune-heuristics -----------------------------------------------------------------------

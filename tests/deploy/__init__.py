@@ -61,9 +61,51 @@ CASES: dict[str, tuple[gym.Space[Any], dict[str, Any]]] = {
             "hybrid_mode": "gated",
         },
     ),
+    # parameterised spaces (issue 13): action k owns Box k, sizes 2, 0 and 1, own bounds
+    "hybrid_parameterized": (
+        gym.spaces.Tuple(
+            (
+                gym.spaces.Discrete(3),
+                gym.spaces.Tuple(
+                    (
+                        gym.spaces.Box(-1.0, 1.0, (2,)),
+                        gym.spaces.Box(0.0, 1.0, (0,)),
+                        gym.spaces.Box(5.0, 6.0, (1,)),
+                    )
+                ),
+            )
+        ),
+        {"hidden": (32, 16), "hybrid_mode": "gated"},
+    ),
+    "beta_parameterized_dict_lstm": (
+        gym.spaces.Dict(
+            {
+                "id": gym.spaces.Discrete(2),
+                "params": gym.spaces.Dict(
+                    {"a": gym.spaces.Box(0.0, 2.0, (1,)), "b": gym.spaces.Box(-3.0, 0.0, (2,))}
+                ),
+            }
+        ),
+        {"hidden": (24,), "lstm_size": 8, "continuous_kind": "beta", "hybrid_mode": "gated"},
+    ),
+    "obs_norm_lstm": (
+        gym.spaces.Box(np.array(LOW, np.float32), np.array(HIGH, np.float32)),
+        {"hidden": (16,), "lstm_size": 8, "obs_norm": True, "obs_norm_clip": 2.0},
+    ),
+    "parameterized_factorized": (
+        gym.spaces.Tuple(
+            (
+                gym.spaces.Discrete(2),
+                gym.spaces.Tuple((gym.spaces.Box(0.0, 1.0, (0,)), gym.spaces.Box(-2.0, 2.0, (3,)))),
+            )
+        ),
+        {"hidden": (16,)},
+    ),
 }
 KINDS = ("categorical", "squashed_gaussian", "beta", "hybrid_factorized", "hybrid_gated")
 RECURRENT = ("hybrid_factorized_lstm", "beta_gated_lstm")
+PARAMETERIZED = ("hybrid_parameterized", "beta_parameterized_dict_lstm", "parameterized_factorized")
+OBS_NORM = ("obs_norm_lstm",)
 
 
 def make_model(case: str, seed: int = 0, gamma: str = "positive") -> ActorCritic:
@@ -85,6 +127,8 @@ def make_model(case: str, seed: int = 0, gamma: str = "positive") -> ActorCritic
                 m.bias.copy_(0.3 * torch.randn(m.bias.shape, generator=g))
         if model.lstm is not None:
             model.lstm.bias_hh.add_(0.2 * torch.randn(model.lstm.bias_hh.shape, generator=g))
+        if model.obs_norm is not None:  # statistics as if observed (the clip must bind)
+            model.obs_norm.update(3.0 * torch.randn(64, OBS_DIM, generator=g) + 1.0)
     return model.eval()
 
 

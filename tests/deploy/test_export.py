@@ -34,7 +34,13 @@ from tests.deploy import (
     run_policy,
 )
 
-CASES = (*KINDS, "beta_gated_lstm")
+CASES = (
+    *KINDS,
+    "beta_gated_lstm",
+    "hybrid_parameterized",
+    "beta_parameterized_dict_lstm",
+    "obs_norm_lstm",
+)
 
 
 @pytest.fixture(scope="module")

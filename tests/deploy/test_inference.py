@@ -21,6 +21,8 @@ from impala_hybrid.models.spaces import action_spec
 from tests.deploy import (
     KINDS,
     OBS_DIM,
+    OBS_NORM,
+    PARAMETERIZED,
     RECURRENT,
     assert_actions_match,
     make_model,
@@ -31,7 +33,7 @@ from tests.deploy import (
 
 
 @pytest.mark.parametrize("batch", [1, 7])
-@pytest.mark.parametrize("case", KINDS + RECURRENT)
+@pytest.mark.parametrize("case", KINDS + RECURRENT + PARAMETERIZED + OBS_NORM)
 def test_matches_torch_mode(case: str, batch: int) -> None:
     model = make_model(case)
     obs = observations(batch, 5, seed=batch)
@@ -173,3 +175,18 @@ def test_spec_round_trips_through_json() -> None:
         assert again == spec
     tup = PolicySpec.from_model(make_model("hybrid_gated"))
     assert tup.container == "tuple" and tup.keys == (1, 0)
+
+
+def test_parameterized_spec_round_trips_and_old_sidecars_still_load() -> None:
+    spec = PolicySpec.from_model(make_model("beta_parameterized_dict_lstm"))
+    assert spec.segments == (1, 2) and spec.param_keys == ("a", "b")
+    assert PolicySpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec
+    one = NumpyPolicy.from_model(make_model("beta_parameterized_dict_lstm"))(
+        observations(1, 1)[0][0]
+    )
+    assert set(one) == {"id", "params"} and one["params"]["b"].shape == (2,)
+    plain = PolicySpec.from_model(make_model("hybrid_gated")).to_json()
+    assert "segments" not in plain  # other policies' sidecars are unchanged
+    bad = {**spec.to_json(), "segments": [1, 1]}
+    with pytest.raises(ArtifactError, match="sum to action_dim"):
+        PolicySpec.from_json(bad)

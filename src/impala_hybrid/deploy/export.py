@@ -13,7 +13,9 @@ in env units, as plain tensors:
 This is exactly ``model.distribution(params).mode()`` then ``to_env`` (same ops in the same
 order), but written without the distribution objects: those validate bounds with
 data-dependent Python branches, which neither tracing nor ``torch.export`` can capture. The
-log-std and value outputs are not part of the artifact's outputs.
+log-std and value outputs are not part of the artifact's outputs. With observation
+normalisation (``ModelConfig.obs_norm``) the running statistics at export time are part of
+the artifact, as constants: the deployed policy never updates them.
 
 Formats (``export_model(..., format=...)``):
 
@@ -96,6 +98,7 @@ class DeterministicActor(nn.Module):
         super().__init__()
         model = dense_copy(model)  # a zone-tied network as the dense layers it computes
         self.spec = PolicySpec.from_model(model)  # refuses what the artifact cannot reproduce
+        self.obs_norm = copy.deepcopy(model.obs_norm)  # statistics frozen from here on
         self.trunk = copy.deepcopy(model.trunk)
         self.lstm = copy.deepcopy(model.lstm)
         self.policy = copy.deepcopy(model.policy)
@@ -133,7 +136,7 @@ class DeterministicActor(nn.Module):
     def forward(
         self, obs: Tensor, h: Tensor | None = None, c: Tensor | None = None
     ) -> tuple[Tensor, ...]:
-        x = self.trunk(obs)
+        x = self.trunk(obs if self.obs_norm is None else self.obs_norm(obs))
         if self.lstm is not None:
             assert h is not None and c is not None, "a recurrent actor needs h and c"
             h, c = self.lstm(x, (h, c))
@@ -230,7 +233,7 @@ def export_model(
             )
         artifact["opset"] = opset
     else:
-        keep = ("trunk.", "lstm.", "policy.")
+        keep = ("obs_norm.", "trunk.", "lstm.", "policy.")
         state = {
             k: v.detach().cpu().numpy() for k, v in model.state_dict().items() if k.startswith(keep)
         }

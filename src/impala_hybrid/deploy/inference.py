@@ -77,7 +77,9 @@ SIDECAR_FORMAT = "impala_hybrid.deployed_policy"
 SIDECAR_VERSION = 1
 """Schema version of the sidecar; a newer one is refused rather than misread."""
 
-KINDS = ("categorical", "squashed_gaussian", "beta", "hybrid_factorized", "hybrid_gated")
+# The kinds of models.distributions.DistributionKind, spelled out: this module imports no torch.
+HYBRID_KINDS = ("hybrid_factorized", "hybrid_gated", "hybrid_parameterized")
+KINDS = ("categorical", "squashed_gaussian", "beta", *HYBRID_KINDS)
 CONTINUOUS_PARAMS = {"squashed_gaussian": ("mean", "log_std"), "beta": ("raw_alpha", "raw_beta")}
 ACTIVATIONS = ("relu", "tanh", "silu", "elu")
 CONTAINERS = ("none", "dict", "tuple")
@@ -87,6 +89,12 @@ _ZERO = np.float32(0.0)
 _HALF = np.float32(0.5)
 _ONE = np.float32(1.0)
 _TWO = np.float32(2.0)
+
+
+_OPTIONAL = ("segments", "param_container", "param_keys", "obs_norm_clip")
+"""Sidecar fields written only where set, so sidecars of policies without them are unchanged
+and sidecars written before they existed still load."""
+OBS_NORM_EPS = 1e-8  # as models.normalization.OBS_NORM_EPS (this module imports no torch)
 
 
 class ArtifactError(ValueError):
@@ -126,6 +134,14 @@ class PolicySpec:
     activation: str
     lstm_size: int
     model_config: dict[str, Any] = dataclasses.field(default_factory=dict)  # for reference
+    # Parameterised spaces (``Tuple(Discrete(K), Tuple(Box_1..Box_K))``): the sizes D_k of the
+    # concatenated continuous part, and the inner container and keys it is split back into.
+    segments: tuple[int, ...] | None = None
+    param_container: str | None = None  # "tuple" or "dict"
+    param_keys: tuple[str | int, ...] | None = None
+    # Observation normalisation (ModelConfig.obs_norm): the clip of the normalised
+    # observations; None without. The statistics are weights (obs_norm.mean, obs_norm.var).
+    obs_norm_clip: float | None = None
 
     def __post_init__(self) -> None:
         problems = self._problems()
@@ -165,6 +181,21 @@ class PolicySpec:
                 p.append("a hybrid action needs keys (discrete key, continuous key)")
             elif self.container == "tuple" and set(self.keys) != {0, 1}:
                 p.append(f"tuple keys must be (0, 1) or (1, 0), got {self.keys}")
+        if self.kind == "hybrid_parameterized" and self.segments is None:
+            p.append("kind hybrid_parameterized needs segments")
+        if self.segments is not None:
+            if not self.kind.startswith("hybrid") or self.kind == "hybrid_gated":
+                p.append(f"segments do not fit kind {self.kind}")
+            if len(self.segments) != self.num_actions or any(d < 0 for d in self.segments):
+                p.append(f"segments {self.segments} must be {self.num_actions} sizes >= 0")
+            if sum(self.segments) != self.action_dim:
+                p.append(f"segments {self.segments} must sum to action_dim = {self.action_dim}")
+            if self.param_container not in ("tuple", "dict"):
+                p.append(f"param_container {self.param_container!r} is not 'tuple' or 'dict'")
+            if self.param_keys is None or len(self.param_keys) != len(self.segments):
+                p.append("param_keys must name one entry per segment")
+        if self.obs_norm_clip is not None and not self.obs_norm_clip > 0:
+            p.append(f"obs_norm_clip = {self.obs_norm_clip} must be > 0")
         if not self.hidden or any(h < 1 for h in self.hidden):
             p.append(f"hidden = {self.hidden} must be non-empty positive widths")
         if self.activation not in ACTIVATIONS:
@@ -177,7 +208,7 @@ class PolicySpec:
 
     @property
     def has_discrete(self) -> bool:
-        return self.kind in ("categorical", "hybrid_factorized", "hybrid_gated")
+        return self.kind == "categorical" or self.kind.startswith("hybrid")
 
     @property
     def has_continuous(self) -> bool:
@@ -231,23 +262,40 @@ class PolicySpec:
         if self.container == "none":
             return discrete if self.kind == "categorical" else continuous
         assert self.keys is not None
+        params: Any = continuous
+        if self.segments is not None and continuous is not None:
+            assert self.param_keys is not None
+            ends = np.cumsum(self.segments)
+            split = np.split(continuous, ends[:-1], axis=-1)
+            params = (
+                dict(zip(self.param_keys, split, strict=True))
+                if self.param_container == "dict"
+                else tuple(split)
+            )
         if self.container == "dict":
-            return {self.keys[0]: discrete, self.keys[1]: continuous}
+            return {self.keys[0]: discrete, self.keys[1]: params}
         parts: list[Any] = [None, None]
-        parts[int(self.keys[0])], parts[int(self.keys[1])] = discrete, continuous
+        parts[int(self.keys[0])], parts[int(self.keys[1])] = discrete, params
         return tuple(parts)
 
     def unbatch(self, action: Any) -> Any:
         """Row 0 of a batched env action from :meth:`env_action` (what one observation gets):
-        the discrete index as a NumPy integer, the continuous part as ``[D]``."""
+        the discrete index as a NumPy integer, the continuous part as ``[D]`` (each action's
+        own parameters as ``[D_k]`` for a parameterised space)."""
         if isinstance(action, dict):
-            return {k: v[0] for k, v in action.items()}
+            return {k: self.unbatch(v) for k, v in action.items()}
         if isinstance(action, tuple):
-            return tuple(v[0] for v in action)
+            return tuple(self.unbatch(v) for v in action)
         return action[0]
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The sidecar's ``policy`` entry; the parameterised-space fields only where set, so
+        other policies' sidecars are unchanged."""
+        data = dataclasses.asdict(self)
+        for name in _OPTIONAL:
+            if data[name] is None:
+                del data[name]
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> PolicySpec:
@@ -255,7 +303,7 @@ class PolicySpec:
         if not isinstance(data, Mapping):
             raise ArtifactError(f"policy spec must be a JSON object, got {type(data).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
-        missing = sorted(names - set(data) - {"model_config"})
+        missing = sorted(names - set(data) - {"model_config", *_OPTIONAL})
         if missing:
             raise ArtifactError(f"policy spec lacks field(s) {missing}")
         try:
@@ -276,6 +324,15 @@ class PolicySpec:
                 activation=str(data["activation"]),
                 lstm_size=_as_int(data["lstm_size"]),
                 model_config=dict(data.get("model_config") or {}),
+                # absent in sidecars written before parameterised spaces existed
+                segments=_opt_tuple(data.get("segments"), _as_int),
+                param_container=(
+                    None if data.get("param_container") is None else str(data["param_container"])
+                ),
+                param_keys=_opt_tuple(data.get("param_keys"), _as_key),
+                obs_norm_clip=(
+                    None if data.get("obs_norm_clip") is None else float(data["obs_norm_clip"])
+                ),
             )
         except (TypeError, ValueError, IndexError, KeyError) as e:
             if isinstance(e, ArtifactError):
@@ -321,11 +378,10 @@ class PolicySpec:
         if model.lstm is not None and (model.lstm.bias_ih is None or model.lstm.bias_hh is None):
             raise UnsupportedModelError("LSTMCell without biases")
         keys = action.keys
-        if keys is not None and not all(
-            isinstance(k, str | int) and not isinstance(k, bool) for k in keys
-        ):
+        all_keys = (*(keys or ()), *(action.param_keys or ()))
+        if not all(isinstance(k, str | int) and not isinstance(k, bool) for k in all_keys):
             raise UnsupportedModelError(
-                f"action keys must be str (Dict) or int (Tuple) to be saved as JSON, got {keys}"
+                f"action keys must be str (Dict) or int (Tuple) to be saved as JSON, got {all_keys}"
             )
         spec = cls(
             obs_dim=int(model.obs_dim),
@@ -343,6 +399,10 @@ class PolicySpec:
             activation=str(cfg.activation),
             lstm_size=int(cfg.lstm_size),
             model_config=json.loads(json.dumps(dataclasses.asdict(cfg))),
+            segments=action.segments,
+            param_container=action.param_container,
+            param_keys=action.param_keys,
+            obs_norm_clip=None if model.obs_norm is None else float(model.obs_norm.clip),
         )
         layout = {name: shape for name, shape in spec.param_layout()}
         if layout != {k: tuple(v) for k, v in model.shapes.items()}:
@@ -356,6 +416,15 @@ def _as_int(v: Any) -> int:
     if isinstance(v, bool) or not isinstance(v, int):
         raise ArtifactError(f"expected an integer, got {v!r}")
     return v
+
+
+def _opt_tuple(v: Any, item: Callable[[Any], Any]) -> Any:
+    """``None`` stays ``None``; a JSON list becomes a tuple of checked items."""
+    if v is None:
+        return None
+    if not isinstance(v, list | tuple):
+        raise ArtifactError(f"expected a list, got {v!r}")
+    return tuple(item(x) for x in v)
 
 
 def _as_key(v: Any) -> str | int:
@@ -648,8 +717,10 @@ class NumpyPolicy(DeployedPolicy):
         lstm_weight: np.ndarray | None,
         head_weight: np.ndarray,
         head_offsets: dict[str, int],
+        obs_norm: tuple[np.ndarray, np.ndarray, float] | None = None,
     ) -> None:
         self.spec = spec
+        self._obs_norm = obs_norm  # (mean, 1 / sqrt(var + eps)) float32 [obs_dim], clip
         self._layers = layers
         self._lstm_weight = lstm_weight
         self._head_weight = head_weight
@@ -755,6 +826,14 @@ class NumpyPolicy(DeployedPolicy):
             start += size
         sel = np.concatenate(rows)
         head = _augment(w_p[sel], b_p[sel])
+        obs_norm = None
+        if spec.obs_norm_clip is not None:
+            var = get("obs_norm.var", (spec.obs_dim,)).astype(_F32)
+            obs_norm = (
+                get("obs_norm.mean", (spec.obs_dim,)).astype(_F32),
+                (_ONE / np.sqrt(var + _F32(OBS_NORM_EPS))).astype(_F32),
+                spec.obs_norm_clip,
+            )
 
         layers: list[_Layer] = []
         for i, (w, gamma, beta) in enumerate(trunk):
@@ -783,6 +862,7 @@ class NumpyPolicy(DeployedPolicy):
             None if lstm_weight is None else np.ascontiguousarray(lstm_weight, _F32),
             np.ascontiguousarray(head, _F32),
             offsets,
+            obs_norm,
         )
 
     # ---- state -----------------------------------------------------------------------------
@@ -825,6 +905,11 @@ class NumpyPolicy(DeployedPolicy):
             b = self._b
             assert b is not None
         np.copyto(b.obs, obs, casting="unsafe")
+        if self._obs_norm is not None:  # frozen statistics: RunningObsNorm.forward
+            mean, scale, clip = self._obs_norm
+            np.subtract(b.obs, mean, out=b.obs)
+            np.multiply(b.obs, scale, out=b.obs)
+            np.clip(b.obs, -clip, clip, out=b.obs)
         act, eps, single = self._act, self._eps, b.n == 1
         for inp, weight, pre, inv_w, ln, gamma, beta, dst, tmp, var in b.plan:
             np.dot(inp, weight, out=pre)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from impala_hybrid.envs.factory import make_vector_env
+from impala_hybrid.evaluation.episodes import evaluate_episodes
 from impala_hybrid.models.actor_critic import ActorCritic
 from impala_hybrid.threads import torch_threads
 
@@ -71,20 +71,10 @@ def evaluate_returns(
     num_envs: int = 8,
     deterministic: bool = True,
 ) -> np.ndarray:
-    """Undiscounted returns of the first ``episodes`` episodes on envs seeded from ``seed``."""
-    env = make_vector_env(env_id, num_envs, env_kwargs)
+    """Undiscounted returns of ``episodes`` episodes on envs seeded from ``seed`` (episode
+    ``j`` is env ``j % num_envs``'s ``j // num_envs``-th; see ``evaluation.episodes``)."""
     policy = TorchPolicy(model, deterministic=deterministic, seed=seed)
-    obs, _ = env.reset(seed=seed)
-    policy.reset(num_envs)
-    running = np.zeros(num_envs)
-    returns: list[float] = []
-    while len(returns) < episodes:
-        obs, reward, term, trunc, _ = env.step(policy(obs))
-        running += np.asarray(reward, np.float64).reshape(num_envs, -1)[:, 0]
-        done = np.asarray(term, bool) | np.asarray(trunc, bool)
-        for i in np.flatnonzero(done):
-            returns.append(float(running[i]))
-        running[done] = 0.0
-        policy.observe_done(done)
-    env.close()
-    return np.asarray(returns[:episodes])
+    stats = evaluate_episodes(
+        policy, env_id, episodes, seed, env_kwargs=env_kwargs, num_envs=num_envs
+    )
+    return stats.returns

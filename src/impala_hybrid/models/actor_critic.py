@@ -28,8 +28,10 @@ from impala_hybrid.models.distributions import (
     LOG_STD_MIN,
     ActionDistribution,
     make_distribution,
+    owner_matrix,
     param_shapes,
 )
+from impala_hybrid.models.normalization import RunningObsNorm
 from impala_hybrid.models.spaces import ActionSpec
 from impala_hybrid.models.zones import (
     Layout,
@@ -110,6 +112,13 @@ class ModelConfig:
     zone_width: int = spec(
         48, "structure = zones: units per zone in each hidden layer (the rest are global)", lo=1
     )
+    obs_norm: bool = spec(
+        False, "normalise observations with running mean/std (models/normalization.py); the "
+        "statistics are saved in checkpoints and frozen into exported artifacts",
+    )  # fmt: skip
+    obs_norm_clip: float = spec(
+        10.0, "clip normalised observations to [-x, x] (with obs_norm)", lo=0.0, lo_open=True
+    )
 
     def __post_init__(self) -> None:
         validate(self)
@@ -141,6 +150,7 @@ class ActorCritic(nn.Module):
 
     action_low: Tensor  # [D] continuous bounds (buffers, follow the module's device)
     action_high: Tensor
+    action_owner: Tensor | None  # [K, D] bool: which action owns which parameter (or None)
 
     def __init__(
         self,
@@ -163,6 +173,7 @@ class ActorCritic(nn.Module):
         self.action = action
         self.obs_dim = obs_dim
         self.num_values = num_values
+        self.obs_norm = RunningObsNorm(obs_dim, config.obs_norm_clip) if config.obs_norm else None
         layers: list[nn.Module] = []
         width = obs_dim
         act = ACTIVATIONS[config.activation]
@@ -232,6 +243,11 @@ class ActorCritic(nn.Module):
         )
         self.register_buffer("action_low", low, persistent=False)
         self.register_buffer("action_high", high, persistent=False)
+        owner = None
+        if action.kind == "hybrid_parameterized":
+            assert action.segments is not None
+            owner = owner_matrix(action.segments)
+        self.register_buffer("action_owner", owner, persistent=False)
 
     @property
     def recurrent(self) -> bool:
@@ -244,6 +260,9 @@ class ActorCritic(nn.Module):
             return ()
         z = torch.zeros(batch_size, self.lstm.hidden_size, device=device)
         return (z, z.clone())
+
+    def _normalize(self, obs: Tensor) -> Tensor:
+        return obs.float() if self.obs_norm is None else self.obs_norm(obs)
 
     def _heads(self, x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
         lead = x.shape[:-1]
@@ -266,7 +285,7 @@ class ActorCritic(nn.Module):
     ) -> CoreOutput:
         """Parameters and values for ``obs [T, B, obs_dim]``; ``first [T, B]`` marks starts."""
         t_len, b = obs.shape[:2]
-        x = self.trunk(obs.reshape(t_len * b, -1).float())
+        x = self.trunk(self._normalize(obs.reshape(t_len * b, -1)))
         hs: Tensor | None = None
         cs: Tensor | None = None
         state = core_state
@@ -298,7 +317,7 @@ class ActorCritic(nn.Module):
     def values_after(self, obs: Tensor, core_state: tuple[Tensor, ...]) -> Tensor:
         """Values ``[N, K_v]`` of observations ``[N, obs_dim]`` that continue an episode from
         ``core_state`` (rows ``[N, H]``): the bootstrap values of truncated episodes."""
-        x = self.trunk(obs.float())
+        x = self.trunk(self._normalize(obs))
         if self.lstm is not None:
             x, _ = self.lstm(x, core_state)
         return self.value(x)
@@ -310,5 +329,6 @@ class ActorCritic(nn.Module):
             continuous_kind=self.action.continuous_kind,
             low=self.action_low,
             high=self.action_high,
+            owner=self.action_owner,
             **self._continuous_kwargs,
         )

@@ -21,8 +21,9 @@ Action representation (the *stored* action, what :meth:`sample` and :meth:`mode`
 * SquashedGaussian: ``[..., D]`` float, the pre-squash sample ``u``;
   ``to_env(u) = lerp(low, high, (tanh(u) + 1) / 2)``.
 * Beta: ``[..., D]`` float ``y`` in ``[0, 1]``; ``to_env(y) = lerp(low, high, y)``.
-* HybridFactorized / HybridGated: :class:`HybridAction` ``(discrete [...] int64,
-  continuous [..., D])``, the continuous part as its kind stores it; ``to_env`` maps that part.
+* HybridFactorized / HybridGated / HybridParameterized: :class:`HybridAction` ``(discrete
+  [...] int64, continuous [..., D])``, the continuous part as its kind stores it; ``to_env``
+  maps that part.
 
 Storing the pre-squash ``u`` (not the env action) keeps log-probs finite and exact at the box
 bounds, where ``atanh`` of a saturated action would be infinite. Mapping the tensors to a
@@ -66,8 +67,10 @@ __all__ = [
     "HybridAction",
     "HybridFactorizedDistribution",
     "HybridGatedDistribution",
+    "HybridParameterizedDistribution",
     "SquashedGaussianDistribution",
     "make_distribution",
+    "owner_matrix",
     "param_shapes",
 ]
 
@@ -296,6 +299,15 @@ class BoundedContinuousDistribution(_SinglePart):
         """``D``."""
 
     @abstractmethod
+    def log_prob_dims(self, action: Tensor) -> Tensor:
+        """Per-dimension log-densities ``[..., D]`` (summing to :meth:`log_prob` up to rounding):
+        the dimensions are independent, so a parameterised head can count a subset of them."""
+
+    @abstractmethod
+    def entropy_dims(self) -> Tensor:
+        """Per-dimension entropies ``[..., D]`` (summing to :meth:`entropy` up to rounding)."""
+
+    @abstractmethod
     def select(self, index: Tensor) -> Self:
         """For batch shape ``[..., K]``: the distribution of the ``index[...]``-th parameter set.
 
@@ -482,7 +494,8 @@ class SquashedGaussianDistribution(BoundedContinuousDistribution):
         self.log_std_max = log_std_max
         self.low, self.high = _as_bounds(low, high, mean, check_bounds)
         half_range = torch.broadcast_to((self.high - self.low) / 2.0, (mean.shape[-1],))
-        self._log_half_volume = torch.log(half_range).sum()
+        self._log_half_range = torch.log(half_range)  # [D]
+        self._log_half_volume = self._log_half_range.sum()
 
     @property
     def batch_shape(self) -> torch.Size:
@@ -511,6 +524,15 @@ class SquashedGaussianDistribution(BoundedContinuousDistribution):
         gaussian = 0.5 + 0.5 * math.log(2.0 * math.pi) + self.log_std
         squash = _expected_log_sech2(self.mean, self.std)
         return (gaussian + squash).sum(-1) + self._log_half_volume
+
+    def log_prob_dims(self, action: Tensor) -> Tensor:
+        z = (action - self.mean) / self.std
+        log_normal = -0.5 * z * z - self.log_std - 0.5 * math.log(2.0 * math.pi)
+        return log_normal - _log_sech2(action) - self._log_half_range
+
+    def entropy_dims(self) -> Tensor:
+        gaussian = 0.5 + 0.5 * math.log(2.0 * math.pi) + self.log_std
+        return gaussian + _expected_log_sech2(self.mean, self.std) + self._log_half_range
 
     def to_env(self, action: Tensor) -> Tensor:
         unit = (torch.tanh(action) + 1.0) / 2.0
@@ -571,7 +593,8 @@ class BetaDistribution(BoundedContinuousDistribution):
         self.eps = eps
         self.low, self.high = _as_bounds(low, high, raw_alpha, check_bounds)
         volume = torch.broadcast_to(self.high - self.low, (raw_alpha.shape[-1],))
-        self._log_volume = torch.log(volume).sum()
+        self._log_range = torch.log(volume)  # [D]
+        self._log_volume = self._log_range.sum()
         self._beta = td.Beta(self.alpha, self.beta, validate_args=False)
 
     @property
@@ -599,6 +622,12 @@ class BetaDistribution(BoundedContinuousDistribution):
 
     def entropy(self) -> Tensor:
         return self._beta.entropy().sum(-1) + self._log_volume
+
+    def log_prob_dims(self, action: Tensor) -> Tensor:
+        return self._beta.log_prob(action.clamp(self.eps, 1.0 - self.eps)) - self._log_range
+
+    def entropy_dims(self) -> Tensor:
+        return self._beta.entropy() + self._log_range
 
     def to_env(self, action: Tensor) -> Tensor:
         return torch.lerp(self.low, self.high, action).clamp(self.low, self.high)
@@ -722,15 +751,78 @@ class HybridGatedDistribution(ActionDistribution[HybridAction]):
         return HybridAction(action.discrete, self.continuous.to_env(action.continuous))
 
 
+def owner_matrix(segments: Sequence[int], device: torch.device | None = None) -> Tensor:
+    """``[K, D]`` bool: ``owner[k, d]`` iff dimension ``d`` of the concatenated parameters
+    belongs to discrete action ``k`` (``segments[k] = D_k`` consecutive dimensions each)."""
+    sizes = torch.tensor(segments, dtype=torch.long, device=device)
+    ends = sizes.cumsum(0)[:, None]
+    d = torch.arange(int(sizes.sum()), device=device)
+    return (d >= ends - sizes[:, None]) & (d < ends)
+
+
+class HybridParameterizedDistribution(HybridFactorizedDistribution):
+    """Parameterised actions where action ``k`` owns its own parameters ``x_k`` (a Box of
+    ``D_k`` dimensions, possibly 0), concatenated into ``x = [x_1, ..., x_K]`` of ``D`` dims.
+
+    ``discrete``: batch ``[...]`` over ``K``; ``continuous``: batch ``[...]``, event ``[D]``;
+    ``owner``: ``[K, D]`` bool (:func:`owner_matrix`). The env reads only ``x_k`` for the chosen
+    ``k``, so only those dimensions count (the others are marginalised out)::
+
+        log pi(k, x) = log pi_d(k) + sum_{d in k} log pi_c,d(x_d)
+        H = H(pi_d) + sum_k pi_d(k) sum_{d in k} H(pi_c,d)
+
+    (the chain rule; the dimensions are independent given the observation). Sampling, mode and
+    ``to_env`` are the factorised head's: every dimension is drawn (one draw per row, cheap)
+    and stored, so the action has a fixed shape, but the unowned ones never touch the
+    log-prob, the entropy's gradient through a dimension is weighted by the probability of its
+    owner, and a ``D_k = 0`` action contributes ``log pi_c = 0`` (a ratio of 1). Unlike
+    :class:`HybridGatedDistribution` there is one parameter set of ``D`` dimensions, not ``K``
+    sets of ``D``: action ``k``'s parameters are its own already.
+    Parts: ``[log pi_d(k), log pi_c(x_k)]`` and ``[H(pi_d), sum_k pi_d(k) H(pi_c,k)]``.
+    """
+
+    def __init__(
+        self,
+        discrete: CategoricalDistribution,
+        continuous: BoundedContinuousDistribution,
+        owner: Tensor,
+    ) -> None:
+        super().__init__(discrete, continuous)
+        expected = (discrete.num_actions, continuous.action_dim)
+        if owner.dtype != torch.bool or tuple(owner.shape) != expected:
+            raise ValueError(
+                f"owner must be a bool [K, D] = {expected} tensor, got {owner.dtype} "
+                f"{tuple(owner.shape)}"
+            )
+        self.owner = owner
+
+    def log_prob_parts(self, action: HybridAction) -> Tensor:
+        own = self.owner[action.discrete.long()]  # [..., D]
+        per_dim = self.continuous.log_prob_dims(action.continuous)
+        log_pc = torch.where(own, per_dim, torch.zeros_like(per_dim)).sum(-1)
+        return torch.stack([self.discrete.log_prob(action.discrete), log_pc], dim=-1)
+
+    def entropy_parts(self) -> Tensor:
+        p_owner = self.discrete.probs @ self.owner.to(self.discrete.probs.dtype)  # [..., D]
+        h_c = (p_owner * self.continuous.entropy_dims()).sum(-1)
+        return torch.stack([self.discrete.entropy(), h_c], dim=-1)
+
+
 # --------------------------------------------------------------------------------------------
 # Factory
 # --------------------------------------------------------------------------------------------
 
 DistributionKind: TypeAlias = Literal[
-    "categorical", "squashed_gaussian", "beta", "hybrid_factorized", "hybrid_gated"
+    "categorical",
+    "squashed_gaussian",
+    "beta",
+    "hybrid_factorized",
+    "hybrid_gated",
+    "hybrid_parameterized",
 ]
 ContinuousKind: TypeAlias = Literal["squashed_gaussian", "beta"]
 
+_WITH_LOGITS = ("categorical", "hybrid_factorized", "hybrid_gated", "hybrid_parameterized")
 _CONTINUOUS_PARAMS: dict[str, tuple[str, str]] = {
     "squashed_gaussian": ("mean", "log_std"),
     "beta": ("raw_alpha", "raw_beta"),
@@ -764,7 +856,7 @@ def param_shapes(
     """
     _check_kinds(kind, continuous_kind)
     shapes: dict[str, tuple[int, ...]] = {}
-    if kind in ("categorical", "hybrid_factorized", "hybrid_gated"):
+    if kind in _WITH_LOGITS:
         if num_actions < 1:
             raise ValueError(f"{kind} needs num_actions >= 1, got {num_actions}")
         shapes["logits"] = (num_actions,)
@@ -786,6 +878,7 @@ def make_distribution(
     low: BoundLike = -1.0,
     high: BoundLike = 1.0,
     mask: Tensor | None = None,
+    owner: Tensor | None = None,
     **continuous_kwargs: Any,
 ) -> ActionDistribution[Any]:
     """Build a distribution from raw head outputs named as in :func:`param_shapes`.
@@ -793,15 +886,18 @@ def make_distribution(
     ``params`` must hold exactly the names :func:`param_shapes` lists (an extra name is an error,
     so a typo cannot silently fall back to a default). ``low``/``high`` are the Box bounds of the
     continuous part, ``mask`` the optional discrete action mask, ``continuous_kwargs`` go to the
-    continuous constructor (``log_std_min``/``log_std_max`` or ``eps``).
+    continuous constructor (``log_std_min``/``log_std_max`` or ``eps``). ``owner`` (``[K, D]``
+    bool, :func:`owner_matrix`) is required for ``hybrid_parameterized`` and only allowed there.
     """
     _check_kinds(kind, continuous_kind)
     cont = kind if kind in _CONTINUOUS_PARAMS else continuous_kind
     expected = set(_CONTINUOUS_PARAMS[cont]) if kind != "categorical" else set()
-    if kind in ("categorical", "hybrid_factorized", "hybrid_gated"):
+    if kind in _WITH_LOGITS:
         expected.add("logits")
     if set(params) != expected:
         raise ValueError(f"{kind} ({cont}) needs params {sorted(expected)}, got {sorted(params)}")
+    if (owner is not None) != (kind == "hybrid_parameterized"):
+        raise ValueError(f"owner is required for hybrid_parameterized only, got kind {kind!r}")
 
     if kind == "categorical":
         return CategoricalDistribution(params["logits"], mask)
@@ -813,4 +909,6 @@ def make_distribution(
     discrete = CategoricalDistribution(params["logits"], mask)
     if kind == "hybrid_factorized":
         return HybridFactorizedDistribution(discrete, continuous)
+    if owner is not None:
+        return HybridParameterizedDistribution(discrete, continuous, owner)
     return HybridGatedDistribution(discrete, continuous)

@@ -10,12 +10,14 @@ to snapshot itself. Everything a user keeps from a run lives here, in one direct
       events.out.tfevents.*     TensorBoard: train/* and eval/* scalars over env steps
       checkpoints/last.pt       latest state (every checkpoint_interval env steps, at the end,
                                 and on Ctrl-C / SIGTERM)
-      checkpoints/best.pt       state at the best evaluation return so far
+      checkpoints/best.pt       state at the best evaluation return so far (the later one on
+                                ties within one standard error, :func:`is_new_best`)
 
 Evaluation runs every ``eval_interval`` env steps and at the end, on the same fixed seeds
 every time: on the UAV env with ``evaluation.rollout.evaluate`` (common random numbers, so
 the trained policy and the classical ``local_only``/``maxweight`` baselines, computed once,
-face identical sample paths); on other envs with ``evaluation.policy.evaluate_returns``.
+face identical sample paths); on other envs with ``evaluation.episodes.evaluate_episodes``
+(return, length and the env's numeric episode-end ``info`` such as ``success``).
 Evaluation never touches the training state, so it does not change the training run.
 
 Stopping: SIGINT or SIGTERM sets a flag; the current learner step finishes, ``last.pt`` is
@@ -154,8 +156,11 @@ class Evaluator:
         return {name: self._uav(make_heuristic(name, env_cfg), name) for name in BASELINES}
 
     def __call__(self, learner: Learner) -> dict[str, Any]:
-        """The greedy policy's return (mean, std) and, on the UAV env, the full result."""
-        from impala_hybrid.evaluation.policy import TorchPolicy, evaluate_returns
+        """The greedy policy's return (mean, std) and, on the UAV env, the full result; on
+        other envs the mean episode length and the means of the numeric episode-end ``info``
+        keys (such as ``success``)."""
+        from impala_hybrid.evaluation.episodes import evaluate_episodes
+        from impala_hybrid.evaluation.policy import TorchPolicy
 
         model = learner.model
         model.eval()
@@ -167,18 +172,41 @@ class Evaluator:
                     "return_std": res["return"]["std"],
                     "result": res,
                 }
-            returns = evaluate_returns(
-                model,
+            stats = evaluate_episodes(
+                TorchPolicy(model),
                 self.cfg.env,
                 self.cfg.eval_episodes,
                 self.cfg.eval_seed,
                 env_kwargs=self.cfg.env_kwargs,
                 num_envs=min(self.cfg.eval_episodes, 8),
-            )
-            std = float(returns.std(ddof=1)) if returns.size > 1 else 0.0
-            return {"return_mean": float(returns.mean()), "return_std": std}
+                split="validation",  # selects the best checkpoint, as on the UAV env
+            ).summary()
+            return {
+                "return_mean": stats["return"]["mean"],
+                "return_std": stats["return"]["std"],
+                "length_mean": stats["length"]["mean"],
+                "info": stats["info"],
+            }
         finally:
             model.train()
+
+
+def is_new_best(ret: float | None, std: float, episodes: int, best: float | None) -> bool:
+    """Whether an evaluation with mean return ``ret`` (sample std ``std`` over ``episodes``)
+    replaces ``best.pt``, given the best mean so far ``best``.
+
+    Ties within noise go to the later checkpoint: ``ret >= best - std / sqrt(episodes)``
+    (one standard error). With a strict ``>``, a run on a plateau (a success rate of 1.0 at
+    every evaluation, or returns that differ only by evaluation noise) kept its earliest
+    checkpoint, trained least. ``best`` stays the maximum mean seen (the caller keeps it),
+    so a slow decline cannot ratchet the selection down by more than one standard error.
+    """
+    if ret is None or not math.isfinite(ret):
+        return False
+    if best is None:
+        return True
+    noise = std / math.sqrt(episodes) if math.isfinite(std) and episodes > 1 else 0.0
+    return ret >= best - noise
 
 
 # --- the trainer ----------------------------------------------------------------------------
@@ -346,11 +374,14 @@ class Trainer:
         writer.add_scalar("eval/return_mean", ret, steps)
         for k, v in line.get("baselines", {}).items():
             writer.add_scalar(f"eval/baseline_{k}", v, steps)
-        improved = ret is not None and math.isfinite(ret)
-        improved = improved and (st.best_return is None or ret > st.best_return)
+        for k, v in result.get("info", {}).items():
+            writer.add_scalar(f"eval/info_{k}", v, steps)
+        improved = is_new_best(ret, result["return_std"], self.cfg.eval_episodes, st.best_return)
         if improved:
-            st.best_return = float(ret)
+            st.best_return = float(ret) if st.best_return is None else max(st.best_return, ret)
         msg = f"eval @ {steps:,} steps: return {_fmt(ret)} ± {_fmt(result['return_std'])}"
+        if result.get("info"):
+            msg += "; " + ", ".join(f"{k} {_fmt(v)}" for k, v in result["info"].items())
         if "baselines" in line:
             msg += " (" + ", ".join(f"{k} {v:.2f}" for k, v in line["baselines"].items()) + ")"
         # escaped: rich would read "[best]" as a markup tag and print nothing

@@ -192,6 +192,8 @@ class Learner:
         tg = self.targets(b, fwd)
         ls = self.losses(fwd, tg, ent_coef)
         finite, grad_norm = self.apply(ls.loss, tg)
+        if self.model.obs_norm is not None:  # after the update: see models/normalization.py
+            self.model.obs_norm.update(b.obs[:-1])
         self.samples += b.unroll_length * b.batch_size if env_steps is None else env_steps
         metrics = self._metrics(b, fwd, tg, ls, finite, grad_norm)
         metrics.update(lr=lr, entropy_coef=ent_coef)
