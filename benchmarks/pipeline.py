@@ -47,11 +47,14 @@ def _key(cfg: TrainConfig) -> tuple[int, int, int]:
     return (cfg.local.num_actors, cfg.local.envs_per_actor, cfg.algo.batch_size)
 
 
-#: The UAV preset's layout (what `make run` trains) comes first; then the layout RLlib is
-#: compared on (one actor x 64 envs, B = 64) and single wide actors, which fit 2 cores.
+#: The UAV preset's layout (what `make run` trains) comes first; then the fast candidate
+#: (one actor x 128 envs split into B = 32 slots, with the preset's process settings;
+#: docs/results.md has its learning runs), the layout RLlib is compared on (one actor x 64
+#: envs, B = 64) and single wide actors, which fit 2 cores.
 PRESET_LAYOUT = _key(uav_hybrid())
+CANDIDATE_LAYOUT = (1, 128, 32)
 RLLIB_LAYOUT = (1, 64, 64)
-LAYOUTS = (PRESET_LAYOUT, RLLIB_LAYOUT, (1, 128, 128), (1, 256, 128))
+LAYOUTS = (PRESET_LAYOUT, CANDIDATE_LAYOUT, RLLIB_LAYOUT, (1, 128, 128), (1, 256, 128))
 
 
 def bench_config(num_actors: int, envs_per_actor: int, batch_size: int) -> TrainConfig:
@@ -61,9 +64,9 @@ def bench_config(num_actors: int, envs_per_actor: int, batch_size: int) -> Train
         total_steps=10**9,
         log_interval=1,
         algo=dataclasses.replace(base.algo, batch_size=batch_size),
-        # The preset's layout with the preset's own process settings (its actors run ahead).
-        local=base.local
-        if (num_actors, envs_per_actor, batch_size) == PRESET_LAYOUT
+        # The preset's layouts with the preset's own process settings (its actors run ahead).
+        local=dataclasses.replace(base.local, num_actors=num_actors, envs_per_actor=envs_per_actor)
+        if (num_actors, envs_per_actor, batch_size) in (PRESET_LAYOUT, CANDIDATE_LAYOUT)
         else LocalConfig(num_actors=num_actors, envs_per_actor=envs_per_actor),
     )
 
