@@ -1,7 +1,8 @@
 """YAML <-> :class:`TrainConfig`: config files, ``--set`` overrides and the resolved dump.
 
-A config file holds ``TrainConfig``'s top-level fields plus ``model:``, ``algo:`` and
-``local:`` sections (``ModelConfig``, ``IMPALAConfig`` and ``LocalConfig`` fields); an
+A config file holds ``TrainConfig``'s top-level fields plus ``model:``, ``algo:``, ``local:``
+and ``ray:`` sections (``ModelConfig``, ``IMPALAConfig``, ``LocalConfig`` and ``RayConfig``
+fields); an
 optional ``preset: NAME`` key starts from a preset of ``experiments.spec.PRESETS`` instead
 of the defaults, so a file can say only what differs::
 
@@ -39,11 +40,16 @@ import yaml
 
 from impala_hybrid import UAVNET_ID
 from impala_hybrid.algos.impala.config import IMPALAConfig
-from impala_hybrid.experiments.spec import PRESETS, LocalConfig, TrainConfig
+from impala_hybrid.experiments.spec import PRESETS, LocalConfig, RayConfig, TrainConfig
 from impala_hybrid.models.actor_critic import ModelConfig
 from impala_hybrid.validation import ConfigError, field_docs
 
-SECTIONS: dict[str, type] = {"model": ModelConfig, "algo": IMPALAConfig, "local": LocalConfig}
+SECTIONS: dict[str, type] = {
+    "model": ModelConfig,
+    "algo": IMPALAConfig,
+    "local": LocalConfig,
+    "ray": RayConfig,
+}
 PRESET_KEY = "preset"
 _HEADER = (
     "# impala-hybrid training config (TrainConfig), fully resolved.\n"

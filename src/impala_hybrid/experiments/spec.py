@@ -39,6 +39,38 @@ class LocalConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class RayConfig:
+    """Cluster layout of the Ray runtime (``runtime/ray.py``; ignored by the others)."""
+
+    address: str | None = spec(
+        None, "Ray cluster to join: null starts a Ray instance for the run; 'auto' joins the "
+        "one `ray start` runs on this node; 'HOST:PORT' or 'ray://HOST:PORT' a remote one",
+    )  # fmt: skip
+    num_actors: int = spec(2, "actor processes (Ray actors)", lo=1)
+    envs_per_actor: int = spec(32, "environments each actor steps as one batch", lo=1)
+    actor_cpus: float = spec(
+        1.0, "CPUs Ray reserves for each actor (a fraction packs several on a core)",
+        lo=0.0, lo_open=True,
+    )  # fmt: skip
+    unrolls_in_flight: int | None = spec(
+        None, "unrolls each actor may have queued, running or waiting for the learner "
+        "(backpressure; default: enough for 2 batches, >= 2)", lo=1,
+    )  # fmt: skip
+    max_policy_lag: int | None = spec(
+        None, "drop unrolls produced more than this many updates ago (off if null)", lo=0
+    )
+    max_restarts: int = spec(10, "actor re-creations allowed before the run fails", lo=0)
+
+    def __post_init__(self) -> None:
+        validate(self)
+        if self.address is not None and not self.address.strip():
+            raise ConfigError(
+                "RayConfig.address = '' is invalid: null (a Ray instance for the run), "
+                "'auto' or 'HOST:PORT'"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """A whole training run."""
 
@@ -78,6 +110,9 @@ class TrainConfig:
     )
     local: LocalConfig = dataclasses.field(
         default_factory=LocalConfig, metadata={"doc": "process layout of the local runtime"}
+    )
+    ray: RayConfig = dataclasses.field(
+        default_factory=RayConfig, metadata={"doc": "cluster layout of the Ray runtime"}
     )
 
     def __post_init__(self) -> None:
