@@ -9,30 +9,16 @@ import time
 
 import numpy as np
 import pytest
-import torch
 
-from impala_hybrid.algos.impala.config import IMPALAConfig
 from impala_hybrid.experiments.spec import LocalConfig, TrainConfig
-from impala_hybrid.models.actor_critic import ModelConfig
 from impala_hybrid.runtime.local import LocalRun, train_local
-from impala_hybrid.runtime.serial import build, train_serial
+from impala_hybrid.runtime.serial import train_serial
 from impala_hybrid.validation import ConfigError
+from tests.runtime import assert_column_halves, take_two_batches, train_with_a_kill, uav
 
 
 def with_local(cfg: TrainConfig, **local: object) -> TrainConfig:
     return dataclasses.replace(cfg, local=LocalConfig(**local))  # type: ignore[arg-type]
-
-
-def uav(total_steps: int, **algo: object) -> TrainConfig:
-    return TrainConfig(
-        env="impala_hybrid/UAVNet-v0",
-        env_kwargs={"episode_steps": 50},
-        num_envs=8,
-        total_steps=total_steps,
-        log_interval=1,
-        model=ModelConfig(hidden=(32, 32)),
-        algo=IMPALAConfig(unroll_length=8, batch_size=8, **algo),  # type: ignore[arg-type]
-    )
 
 
 def test_first_update_matches_serial_runtime() -> None:
@@ -52,19 +38,7 @@ def test_unroll_wider_than_batch_fills_consecutive_batches() -> None:
     the learner's first two batches are exactly its two column halves (same envs, seed and
     initial weights as the serial runtime's actor)."""
     cfg = with_local(uav(total_steps=8 * 8 * 4), num_actors=1, envs_per_actor=16)
-    run = LocalRun(cfg)
-    try:
-        first, second = run._take_batch(), run._take_batch()
-    finally:
-        run.close()
-    wide = dataclasses.replace(cfg, num_envs=16, algo=dataclasses.replace(cfg.algo, batch_size=16))
-    _, _, actor = build(wide)
-    reference = actor.unroll()
-    for got, cols in ((first, range(8)), (second, range(8, 16))):
-        want = reference.columns(torch.tensor(list(cols)))
-        assert got.batch_size == 8
-        for a, b in zip(got.tensors(), want.tensors(), strict=True):
-            assert torch.equal(a, b)
+    assert_column_halves(cfg, *take_two_batches(LocalRun(cfg)))
 
 
 def test_unroll_wider_than_batch_trains() -> None:
@@ -80,17 +54,7 @@ def test_killed_actor_is_restarted_and_training_goes_on() -> None:
                      actor_check_s=0.05)  # fmt: skip
     reports: list[str] = []
     run = LocalRun(cfg, report=reports.append)
-    try:
-        records = []
-        for _ in range(5):
-            run.step()
-        os.kill(run.procs[0].pid, signal.SIGKILL)
-        while not run.done:
-            record = run.step()
-            if record is not None:
-                records.append(record)
-    finally:
-        run.close()
+    records = train_with_a_kill(run, lambda: os.kill(run.procs[0].pid, signal.SIGKILL))
     assert run.learner.samples >= cfg.total_steps
     assert records[-1]["actor_restarts"] >= 1
     assert run.procs[0].is_alive() is False or run.restarts[0] >= 1

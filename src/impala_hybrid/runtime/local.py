@@ -68,13 +68,8 @@ from impala_hybrid.envs.factory import make_vector_env
 from impala_hybrid.experiments.spec import TrainConfig, reward_setup
 from impala_hybrid.models.actor_critic import ActorCritic
 from impala_hybrid.runtime.allocator import keep_freed_memory
-from impala_hybrid.runtime.progress import Progress
-from impala_hybrid.runtime.serial import (
-    TrainResult,
-    build_model,
-    make_replay,
-    run_to_completion,
-)
+from impala_hybrid.runtime.loop import AsyncRun
+from impala_hybrid.runtime.serial import TrainResult, build_model, run_to_completion
 from impala_hybrid.types import Batch
 from impala_hybrid.validation import ConfigError
 
@@ -82,6 +77,20 @@ from impala_hybrid.validation import ConfigError
 def _actor_seed(cfg: TrainConfig, actor_id: int, restart: int) -> int:
     """Actor 0's first incarnation uses the run seed (so one actor reproduces serial)."""
     return cfg.seed + 7919 * actor_id + 104_729 * restart
+
+
+def unroll_layout(section: str, n_env: int, batch_size: int) -> tuple[int, int, int]:
+    """``(width, parts, per_batch)`` of actors stepping ``n_env`` envs for batches of
+    ``batch_size`` (see the module docstring): env columns per slot, slots one unroll fills,
+    slots one batch takes. ``section`` names the config in the error (``LocalConfig``)."""
+    if max(n_env, batch_size) % min(n_env, batch_size) != 0:
+        raise ConfigError(
+            f"{section}.envs_per_actor = {n_env} is invalid: with algo.batch_size = "
+            f"{batch_size} one must be a multiple of the other (a batch is whole unrolls, "
+            "or an unroll is whole batches)"
+        )
+    width = min(n_env, batch_size)
+    return width, n_env // width, batch_size // width
 
 
 class _Weights:
@@ -165,13 +174,9 @@ def _actor_main(
         env.close()
 
 
-class LocalRun:
-    """The local runtime as an object: one learner step per :meth:`step` (see module doc).
-
-    Resume restores the learner, the optimizer and the progress counters; actors restart
-    with fresh environments, so a resumed local run is not bit-identical to an
-    uninterrupted one (no asynchronous run is).
-    """
+class LocalRun(AsyncRun):
+    """The local runtime as an object: one learner step per :meth:`step` (see module doc;
+    the step, its record and the checkpoint state are :class:`~.loop.AsyncRun`'s)."""
 
     name = "local"
 
@@ -181,16 +186,8 @@ class LocalRun:
         self.cfg = cfg
         self.report = report if report is not None else Console(stderr=True).print
         local = cfg.local
-        n_env, batch_size = local.envs_per_actor, cfg.algo.batch_size
-        if max(n_env, batch_size) % min(n_env, batch_size) != 0:
-            raise ConfigError(
-                f"LocalConfig.envs_per_actor = {n_env} is invalid: with algo.batch_size = "
-                f"{batch_size} one must be a multiple of the other (a batch is whole unrolls, "
-                "or an unroll is whole batches)"
-            )
-        width = min(n_env, batch_size)  # env columns per slot (see module docstring)
-        parts = n_env // width  # slots one unroll fills
-        self.per_batch = batch_size // width
+        n_env = local.envs_per_actor
+        width, parts, self.per_batch = unroll_layout("LocalConfig", n_env, cfg.algo.batch_size)
         per_actor = local.slots_per_actor or max(
             2 * parts, -(-2 * self.per_batch // local.num_actors)
         )
@@ -231,30 +228,12 @@ class LocalRun:
         self.restarts = [0] * local.num_actors
         self.procs: list[Any] = [None] * local.num_actors
         self.conns: list[Connection] = [None] * local.num_actors  # type: ignore[list-item]
-        self.returns: list[float] = []  # episode returns completed in this process
-        self.progress = Progress(cfg.log_interval)
-        self.replay = make_replay(cfg)
-        self.dropped = 0
-        self.learner_wait = 0.0
         self.actor_wait = 0.0
         self.actor_unrolls = 0
-        self._new_returns: list[float] = []
-        self._start_time = self._last_check = time.perf_counter()
-        self._start_samples = 0
+        self._init_loop()
+        self._last_check = time.perf_counter()
         for a in range(local.num_actors):
             self._start(a, self.owned[a])
-
-    @property
-    def exact_resume(self) -> bool:
-        return False
-
-    @property
-    def env_steps(self) -> int:
-        return self.learner.samples
-
-    @property
-    def done(self) -> bool:
-        return self.learner.samples >= self.cfg.total_steps
 
     def _start(self, a: int, free: list[int]) -> None:
         mine, theirs = self._ctx.Pipe(duplex=True)
@@ -354,44 +333,11 @@ class LocalRun:
         self._hand_back(idxs)
         return batch
 
-    def step(self) -> dict[str, float] | None:
-        """One learner step; the progress record when one is due, else None."""
-        batch = self._take_batch()
-        fresh = batch.unroll_length * batch.batch_size
-        if self.replay is not None:
-            batch = self.replay.mix(batch)
-        metrics = self.learner.step(batch, env_steps=fresh)
+    def _after_update(self) -> None:
         self.weights.publish(self.learner.model, self.learner.version)
-        self._receive(0.0)  # pick up returns reported meanwhile
-        new_returns, self._new_returns = self._new_returns, []
-        self.returns.extend(new_returns)
-        self.progress.add(metrics, new_returns)
-        record = self.progress.record(self.learner.samples, last=self.done)
-        if record is not None:
-            elapsed = time.perf_counter() - self._start_time
-            record.update(
-                fps=(self.learner.samples - self._start_samples) / elapsed,
-                learner_wait_frac=self.learner_wait / elapsed,
-                actor_wait_mean_s=self.actor_wait / max(self.actor_unrolls, 1),
-                dropped_unrolls=float(self.dropped),
-                actor_restarts=float(sum(self.restarts)),
-            )
-        return record
 
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "learner": self.learner.state_dict(),
-            "loop": self.progress.state_dict(),
-            "counters": {"dropped": self.dropped, "restarts": list(self.restarts)},
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.learner.load_state_dict(state["learner"])
-        self.progress.load_state_dict(state["loop"])
-        self.dropped = int(state["counters"]["dropped"])
-        self.weights.publish(self.learner.model, self.learner.version)
-        self._start_samples = self.learner.samples
-        self._start_time = time.perf_counter()
+    def _extra_metrics(self) -> dict[str, float]:
+        return {"actor_wait_mean_s": self.actor_wait / max(self.actor_unrolls, 1)}
 
     def close(self) -> None:
         for conn in self.conns:

@@ -9,9 +9,28 @@ checkpoint so a resumed run writes the same records as an uninterrupted one.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from impala_hybrid.algos.impala.learner import Learner
+    from impala_hybrid.experiments.spec import TrainConfig
+
+
+class Budget:
+    """``env_steps`` and ``done`` of every runtime: the learner's samples against the budget."""
+
+    cfg: TrainConfig
+    learner: Learner
+
+    @property
+    def env_steps(self) -> int:
+        return self.learner.samples
+
+    @property
+    def done(self) -> bool:
+        return self.learner.samples >= self.cfg.total_steps
 
 
 class Progress:

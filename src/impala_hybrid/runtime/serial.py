@@ -33,7 +33,7 @@ from impala_hybrid.models.actor_critic import ActorCritic
 from impala_hybrid.models.spaces import action_spec, obs_dim
 from impala_hybrid.models.zones import ZoneStructure
 from impala_hybrid.runtime.allocator import keep_freed_memory
-from impala_hybrid.runtime.progress import Progress
+from impala_hybrid.runtime.progress import Budget, Progress
 from impala_hybrid.runtime.replay import UnrollReplay
 from impala_hybrid.threads import torch_threads
 from impala_hybrid.types import Batch
@@ -94,7 +94,7 @@ def make_replay(cfg: TrainConfig) -> UnrollReplay | None:
     return UnrollReplay(cfg.algo.replay_proportion, cfg.algo.replay_capacity, seed=cfg.seed)
 
 
-class SerialRun:
+class SerialRun(Budget):
     """The serial training loop as an object: one learner step per :meth:`step`.
 
     Why an object: the run-directory layer (``runtime/trainer.py``) interleaves evaluation,
@@ -119,14 +119,6 @@ class SerialRun:
     def exact_resume(self) -> bool:
         """True where :meth:`load_state_dict` restores the env exactly (the native UAV env)."""
         return callable(getattr(self.env, "set_state", None))
-
-    @property
-    def env_steps(self) -> int:
-        return self.learner.samples
-
-    @property
-    def done(self) -> bool:
-        return self.learner.samples >= self.cfg.total_steps
 
     def step(self) -> dict[str, float] | None:
         """One learner step; the progress record when one is due (every ``log_interval``
