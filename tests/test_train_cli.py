@@ -220,7 +220,7 @@ def test_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> Non
     _fails(["train", "--preset", "uav_hybrid", "--set", "env_kwargs.bufer=3", "--out", out],
            capsys, "env_kwargs.bufer", "env_kwargs.buffer")  # fmt: skip
     _fails(["train", "--preset", "nope", "--out", out], capsys, "unknown preset 'nope'")
-    _fails(["train", "--preset", "cartpole", "--out", out, "--runtime", "ray"], capsys, "'ray'")
+    _fails(["train", "--preset", "cartpole", "--out", out, "--runtime", "mpi"], capsys, "'mpi'")
     _fails(["train", "--preset", "cartpole"], capsys, "--out")
     _fails(["train", "--out", out], capsys, "--config")
     assert not Path(out).exists()  # nothing was created by a failed start

@@ -404,7 +404,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 #: ``experiments.spec.PRESETS`` and ``runtime.trainer.RUNTIMES`` keys, spelled out so that
 #: building the parser does not import torch (tests/test_cli.py keeps them in sync).
 PRESET_NAMES = ("cartpole", "pendulum", "param_choice", "uav_hybrid")
-RUNTIME_NAMES = ("serial", "local")
+RUNTIME_NAMES = ("serial", "local", "ray")
 
 
 def _add_train(sub: Any) -> None:
@@ -443,9 +443,16 @@ def _add_train(sub: Any) -> None:
     p.add_argument(
         "--runtime",
         choices=RUNTIME_NAMES,
-        help="how actors and learner run: serial (one process, reproducible) or local (actor "
-        "processes feeding one learner); default serial for a new run, and for --resume the "
-        "runtime that wrote the checkpoint",
+        help="how actors and learner run: serial (one process, reproducible), local (actor "
+        "processes feeding one learner) or ray (Ray actors on a cluster feeding a learner in "
+        "this process; needs impala-hybrid[ray]); default serial for a new run, and for "
+        "--resume the runtime that wrote the checkpoint",
+    )
+    p.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="with --runtime ray: the Ray cluster to join ('auto' for the one `ray start` runs "
+        "on this node, or HOST:PORT); sets ray.address (default: a Ray instance for the run)",
     )
     p.set_defaults(func=cmd_train)
 
@@ -458,7 +465,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from impala_hybrid.runtime.trainer import RunDirError, resume_run, start_run
 
     console = _console()
+    if args.address is not None:  # a JSON string is a YAML scalar: HOST:PORT stays a string
+        args.overrides = [*args.overrides, f"ray.address={json.dumps(args.address)}"]
     try:
+        if args.address is not None and args.runtime not in ("ray", None):
+            raise CliError(f"--address is for --runtime ray, not --runtime {args.runtime}")
         if args.resume is not None:
             if args.config is not None or args.preset is not None or args.out is not None:
                 raise CliError(
@@ -474,6 +485,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             if args.out is None:
                 raise CliError("--out RUN_DIR is required for a new run")
             cfg = load_config(args.config, preset=args.preset, overrides=args.overrides)
+            if args.address is not None and args.runtime is None:
+                raise CliError("--address is for --runtime ray: add --runtime ray")
             trainer = start_run(cfg, args.out, runtime=args.runtime or "serial", console=console)
     except (ConfigError, CheckpointError, RunDirError, EnvSpecError, SpaceError) as e:
         raise CliError(str(e)) from None

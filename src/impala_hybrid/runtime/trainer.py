@@ -1,7 +1,7 @@
 """The run directory on top of a runtime: logs, evaluation, checkpoints, stop and resume.
 
-A runtime (``RUNTIMES``: ``serial`` or ``local``) knows how to take one learner step and how
-to snapshot itself. Everything a user keeps from a run lives here, in one directory::
+A runtime (``RUNTIMES``: ``serial``, ``local`` or ``ray``) knows how to take one learner step
+and how to snapshot itself. Everything a user keeps from a run lives here, in one directory::
 
     runs/NAME/
       config.yaml               the resolved TrainConfig (loads back equal; --resume reads it)
@@ -66,6 +66,7 @@ from impala_hybrid.jsonsafe import json_safe
 from impala_hybrid.runtime.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from impala_hybrid.runtime.health import CliffWatch
 from impala_hybrid.runtime.local import LocalRun
+from impala_hybrid.runtime.ray import RayRun
 from impala_hybrid.runtime.serial import SerialRun, torch_threads
 from impala_hybrid.validation import ConfigError
 
@@ -95,7 +96,11 @@ class Runtime(Protocol):
 
 
 #: ``--runtime`` choices: name -> factory taking the config. Add faster runtimes here.
-RUNTIMES: dict[str, Callable[[TrainConfig], Runtime]] = {"serial": SerialRun, "local": LocalRun}
+RUNTIMES: dict[str, Callable[[TrainConfig], Runtime]] = {
+    "serial": SerialRun,
+    "local": LocalRun,
+    "ray": RayRun,
+}
 
 BASELINES = ("local_only", "maxweight")
 CONFIG_FILE = "config.yaml"

@@ -1,0 +1,390 @@
+"""The Ray runtime: actors as Ray actors on any node of a cluster, the learner in the driver.
+
+What Ray does for us: starts the actor processes on whichever node has the CPUs
+(``RayConfig.actor_cpus`` each), moves unrolls and weights through its object store, reports
+a dead actor as an error on its pending calls, and joins an existing cluster
+(``RayConfig.address``). What we write: the wiring below, backpressure, the weights version
+each call carries, re-creating dead actors, and the overhead measurement. The algorithm code
+is the local runtime's: :class:`~impala_hybrid.algos.impala.actor.Actor` in each Ray actor,
+:class:`~impala_hybrid.algos.impala.learner.Learner` in the driver; this module only moves
+data. Ray is an optional dependency (``pip install 'impala-hybrid[ray]'``), imported when a
+run starts, never at import time.
+
+Wiring (one Ray actor per ``a = 0..A-1``; everything the processes exchange)::
+
+    driver (learner, RayRun)                        Ray actor a (RolloutWorker)
+    ------------------------                        ---------------------------
+    ray.put(state_dict) once per weights version    (object store, read by every node)
+    worker.rollout.remote([weights_ref], version,   ---->  fetches the weights only when
+        submitted_at)   (a call: one unroll)               version moved, runs one unroll of
+                                                           its E envs: Actor.unroll(version)
+    ray.wait / ray.get on the pending calls         <----  (Batch [T, E], episode returns,
+                                                           timings), by object reference
+    split each unroll into E / W pieces [T, W] (W = min(E, B), as locally) -> ready list;
+    drop pieces older than max_policy_lag -> take B / W pieces -> Batch.concat ->
+    Learner.step -> for each consumed piece's actor: submit its next call with the new
+    weights (ray.put of the new version on the first such call).
+
+    backpressure: each actor has at most ``unrolls_in_flight`` unrolls queued, running or
+    waiting in the ready list; its next call is submitted when one of them is trained on
+    (or dropped). Calls are queued on the actor (it runs them one after the other), so with
+    2 or more in flight it starts its next unroll while the learner takes the last one.
+
+    failures: a call whose actor died (killed, its node lost, an exception in the env)
+    raises a ``RayError`` when its result is read; the driver kills what is left of that
+    actor and creates a new one with a new seed (up to ``max_restarts`` in all, then the
+    run fails, as locally). Unrolls of the old incarnation already received are still
+    trained on; its other calls are forgotten. Training goes on.
+
+    shutdown: ``ray.kill`` each actor; ``ray.shutdown`` if this run started Ray itself
+    (``address = null``), never when it joined a cluster or found Ray initialised.
+
+Why the learner runs in the driver, not in a Ray actor: the run-directory layer
+(``runtime/trainer.py``: evaluation, checkpoints, signals, progress) reads ``run.learner``
+between steps, exactly as with the other runtimes, so it is reused as it is, and the driver
+is where a user starts the run, so ``--resume`` and Ctrl-C behave as locally. The learner
+takes the driver's CPU threads (``torch_threads``); put the driver on the node with the GPU
+for a GPU learner (the synchronous multi-learner step of issue 11 is where learners become
+Ray actors with a GPU each).
+
+Why calls, not a queue actor: a call per unroll lets Ray carry the data by reference and
+report failures per call, and its cost is measured: every record has ``ray_overhead_frac``,
+the share of a call's time that is not the unroll itself (the wait between the call being
+runnable and starting, i.e. scheduling, argument and previous-result transfer; the weights
+fetch on the actor; submitting, reading the result and ``ray.put`` in the driver). Larger
+``envs_per_actor`` (or ``unroll_length``) makes it smaller. Timestamps of the submitting
+driver and the actor are compared (``time.time``), so across nodes the clock offset enters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from rich.console import Console
+
+from impala_hybrid.algos.impala.actor import Actor
+from impala_hybrid.algos.impala.learner import Learner
+from impala_hybrid.envs.factory import make_vector_env
+from impala_hybrid.experiments.spec import TrainConfig, reward_setup
+from impala_hybrid.runtime.allocator import keep_freed_memory
+from impala_hybrid.runtime.local import _actor_seed, unroll_layout
+from impala_hybrid.runtime.loop import AsyncRun
+from impala_hybrid.runtime.serial import TrainResult, build_model, run_to_completion
+from impala_hybrid.types import Batch
+from impala_hybrid.validation import ConfigError
+
+INSTALL_HINT = "the ray runtime needs Ray: pip install 'impala-hybrid[ray]'"
+
+
+def import_ray() -> Any:
+    """The ``ray`` module, or a :class:`ConfigError` saying how to install it."""
+    try:
+        return importlib.import_module("ray")
+    except ImportError:
+        raise ConfigError(INSTALL_HINT) from None
+
+
+class RolloutWorker:
+    """One actor's state on its node: a vector env, the actor-side policy and its weights.
+
+    Made a Ray actor by :class:`RayRun` (``ray.remote(RolloutWorker)``), so this module needs
+    no Ray at import time; it is also a plain object for tests.
+    """
+
+    def __init__(self, cfg: TrainConfig, seed: int) -> None:
+        torch.set_num_threads(1)
+        keep_freed_memory()
+        self.env = make_vector_env(cfg.env, cfg.ray.envs_per_actor, cfg.env_kwargs)
+        reward_fn, weights = reward_setup(cfg, self.env)
+        self.model = build_model(cfg, self.env, len(weights))
+        self.actor = Actor(
+            self.env, self.model, cfg.algo.unroll_length, seed=seed, reward_fn=reward_fn,
+            num_rewards=len(weights), desync_steps=cfg.desync_episodes,
+        )  # fmt: skip
+        self.version = -1  # of the weights held; the first call always loads them
+        self._last_end = time.time()  # construction is not a call's overhead
+
+    def rollout(
+        self, weights: list[Any], version: int, submitted_at: float
+    ) -> tuple[Batch, list[float], dict[str, float]]:
+        """One unroll with weights ``version`` (``weights[0]``: its object reference, in a
+        list so that Ray does not fetch it for calls that already hold that version).
+
+        Returns the unroll, the episode returns completed in it, and timings: ``delay_s``
+        (from when this call could have started, the later of its submission and the end of
+        the previous call, to its start), ``fetch_s`` (getting and loading new weights) and
+        ``work_s`` (the unroll).
+        """
+        start = time.time()
+        delay = max(0.0, start - max(submitted_at, self._last_end))
+        t0 = time.perf_counter()
+        if version != self.version:
+            state = weights[0]
+            if not isinstance(state, dict):  # an object reference (a plain dict in tests)
+                state = import_ray().get(state)
+            self.model.load_state_dict(state)
+            self.version = version
+        t1 = time.perf_counter()
+        unroll = self.actor.unroll(self.version)
+        returns, _ = self.actor.drain_episodes()
+        t2 = time.perf_counter()
+        self._last_end = time.time()
+        return unroll, returns, {"delay_s": delay, "fetch_s": t1 - t0, "work_s": t2 - t1}
+
+
+@dataclasses.dataclass
+class _Piece:
+    """``W`` env columns of one unroll, waiting in the driver to be trained on."""
+
+    batch: Batch
+    actor: int
+    incarnation: int
+
+
+@dataclasses.dataclass
+class _Costs:
+    """Where the time of the rollout calls went (see the module docstring)."""
+
+    calls: int = 0
+    work_s: float = 0.0  # unrolls, in the actors
+    actor_s: float = 0.0  # start delays and weights fetches, in the actors
+    driver_s: float = 0.0  # submit, get and put, in the driver
+    puts: int = 0  # weights versions broadcast
+
+    def overhead_frac(self) -> float:
+        moved = self.actor_s + self.driver_s
+        return moved / (moved + self.work_s) if self.calls else math.nan
+
+    def per_call_ms(self) -> float:
+        return 1e3 * (self.actor_s + self.driver_s) / self.calls if self.calls else math.nan
+
+
+class RayRun(AsyncRun):
+    """The Ray runtime as an object: one learner step per :meth:`step` (see module doc;
+    the step, its record and the checkpoint state are :class:`~.loop.AsyncRun`'s)."""
+
+    name = "ray"
+
+    def __init__(self, cfg: TrainConfig, report: Callable[[str], None] | None = None) -> None:
+        """``report(message)`` is told of every actor re-creation and, at :meth:`close`, of
+        the measured Ray overhead (default: a line on stderr)."""
+        self.cfg = cfg
+        self.report = report if report is not None else Console(stderr=True).print
+        rc = cfg.ray
+        n_env = rc.envs_per_actor
+        self.width, self.parts, self.per_batch = unroll_layout(
+            "RayConfig", n_env, cfg.algo.batch_size
+        )
+        per_batch_unrolls = -(-self.per_batch // self.parts)
+        self.in_flight = rc.unrolls_in_flight or max(2, -(-2 * per_batch_unrolls // rc.num_actors))
+        if self.in_flight * rc.num_actors < per_batch_unrolls:
+            raise ConfigError(
+                f"RayConfig.unrolls_in_flight = {self.in_flight} is invalid: a batch needs "
+                f"{per_batch_unrolls} unrolls of {n_env} envs and {rc.num_actors} actors may "
+                f"hold {self.in_flight} each"
+            )
+        self.ray = import_ray()
+        self._owns_ray = not self.ray.is_initialized()
+        if self._owns_ray:  # a new instance has no use for a dashboard; a cluster has its own
+            kwargs = {"include_dashboard": False} if rc.address is None else {}
+            self.ray.init(address=rc.address, **kwargs)
+        try:
+            self._check_resources()
+            torch.manual_seed(cfg.seed)
+            probe = make_vector_env(cfg.env, 1, cfg.env_kwargs)
+            _, reward_weights = reward_setup(cfg, probe)
+            model = build_model(cfg, probe, len(reward_weights))
+            probe.close()
+            self.learner = Learner(
+                model, cfg.algo, total_samples=cfg.total_steps, reward_weights=reward_weights
+            )
+            self._remote = self.ray.remote(RolloutWorker)
+            self.workers: list[Any] = [None] * rc.num_actors
+            self.incarnation = [0] * rc.num_actors
+            self.restarts = [0] * rc.num_actors
+            self.held = [0] * rc.num_actors  # pieces in flight or ready, per actor
+            self.pending: dict[Any, tuple[int, int]] = {}  # call -> (actor, incarnation)
+            self.ready: list[_Piece] = []  # received pieces, oldest first
+            self._weights: tuple[int, Any] | None = None  # (version, object reference)
+            self.min_version = 0  # pieces of older weights are dropped (see load_state_dict)
+            self.costs = _Costs()
+            self._init_loop()
+            for a in range(rc.num_actors):
+                self._start(a)
+        except BaseException:
+            self._shutdown_ray()
+            raise
+
+    def _check_resources(self) -> None:
+        """Fail now, not by waiting forever, when the cluster cannot place the actors."""
+        rc = self.cfg.ray
+        cpus = float(self.ray.cluster_resources().get("CPU", 0.0))
+        need = rc.num_actors * rc.actor_cpus
+        if need > cpus + 1e-9:
+            raise ConfigError(
+                f"RayConfig.num_actors * actor_cpus = {rc.num_actors} * {rc.actor_cpus:g} = "
+                f"{need:g} CPUs is invalid: the Ray cluster has {cpus:g}; lower num_actors or "
+                "actor_cpus (a fraction packs several actors on a core)"
+            )
+
+    # --- actors ---
+
+    def _start(self, a: int) -> None:
+        """(Re-)create actor ``a`` and fill its in-flight calls."""
+        seed = _actor_seed(self.cfg, a, self.restarts[a])
+        opts = {"num_cpus": self.cfg.ray.actor_cpus, "max_restarts": 0, "name": None}
+        self.workers[a] = self._remote.options(**opts).remote(self.cfg, seed)
+        self.held[a] = 0
+        self._fill(a)
+
+    def _restart(self, a: int, error: BaseException) -> None:
+        if self.restarts[a] >= self.cfg.ray.max_restarts:
+            raise RuntimeError(
+                f"actor {a} died {self.restarts[a] + 1} times (last: {_first_line(error)})"
+            ) from error
+        self.ray.kill(self.workers[a])  # in case only its call failed
+        self.restarts[a] += 1
+        self.incarnation[a] += 1
+        self._start(a)
+        self.report(
+            f"actor {a} died ({type(error).__name__}: {_first_line(error)}); re-created it "
+            f"(restart {self.restarts[a]} of ray.max_restarts = {self.cfg.ray.max_restarts})"
+        )
+
+    def _weights_ref(self) -> tuple[int, Any]:
+        """The current weights in the object store: ``ray.put`` once per version."""
+        version = self.learner.version
+        if self._weights is None or self._weights[0] != version:
+            state = {k: v.detach().cpu() for k, v in self.learner.model.state_dict().items()}
+            self._weights = (version, self.ray.put(state))
+            self.costs.puts += 1
+        return self._weights
+
+    def _submit(self, a: int) -> None:
+        t0 = time.perf_counter()
+        version, ref = self._weights_ref()
+        call = self.workers[a].rollout.remote([ref], version, time.time())
+        self.pending[call] = (a, self.incarnation[a])
+        self.held[a] += self.parts
+        self.costs.driver_s += time.perf_counter() - t0
+
+    def _release(self, pieces: list[_Piece]) -> None:
+        """Pieces trained on or dropped: their actors may run more (:meth:`_top_up`)."""
+        for p in pieces:
+            if p.incarnation == self.incarnation[p.actor]:
+                self.held[p.actor] -= 1
+
+    def _top_up(self) -> None:
+        """Send each actor calls until it holds ``unrolls_in_flight`` unrolls again."""
+        for a in range(len(self.workers)):
+            self._fill(a)
+
+    def _fill(self, a: int) -> None:
+        while self.held[a] + self.parts <= self.in_flight * self.parts:
+            self._submit(a)
+
+    # --- the learner's side ---
+
+    def _receive(self, timeout: float) -> None:
+        """Read every finished call (waiting up to ``timeout`` s for the first)."""
+        if not self.pending:
+            return
+        calls = list(self.pending)
+        done, _ = self.ray.wait(calls, num_returns=1, timeout=timeout)
+        if done:
+            done, _ = self.ray.wait(calls, num_returns=len(calls), timeout=0)
+        for call in done:
+            a, incarnation = self.pending.pop(call)
+            t0 = time.perf_counter()
+            try:
+                unroll, returns, timing = self.ray.get(call)
+            except self.ray.exceptions.RayError as e:
+                if incarnation == self.incarnation[a]:
+                    self._restart(a, e)
+                continue
+            self.costs.driver_s += time.perf_counter() - t0
+            self.costs.calls += 1
+            self.costs.work_s += timing["work_s"]
+            self.costs.actor_s += timing["delay_s"] + timing["fetch_s"]
+            self._new_returns.extend(returns)
+            if self.parts == 1:
+                self.ready.append(_Piece(unroll, a, incarnation))
+            else:
+                for j in range(self.parts):
+                    cols = torch.arange(j * self.width, (j + 1) * self.width)
+                    self.ready.append(_Piece(unroll.columns(cols), a, incarnation))
+
+    def _drop_stale(self) -> None:
+        """Drop ready pieces older than ``max_policy_lag`` updates, or from weights older than
+        the resumed checkpoint's (calls sent before :meth:`load_state_dict`)."""
+        max_lag = self.cfg.ray.max_policy_lag
+        keep: list[_Piece] = []
+        stale: list[_Piece] = []
+        for p in self.ready:
+            version = int(p.batch.policy_version[0])
+            too_old = max_lag is not None and self.learner.version - version > max_lag
+            (stale if too_old or version < self.min_version else keep).append(p)
+        self.ready = keep
+        self.dropped += len(stale)
+        self._release(stale)
+        self._top_up()
+
+    def _take_batch(self) -> Batch:
+        t0 = time.perf_counter()
+        self._drop_stale()
+        while len(self.ready) < self.per_batch:
+            self._receive(timeout=1.0)
+            self._drop_stale()
+        self.learner_wait += time.perf_counter() - t0
+        pieces, self.ready = self.ready[: self.per_batch], self.ready[self.per_batch :]
+        self._release(pieces)  # their actors' next calls go out after the step (new weights)
+        return pieces[0].batch if len(pieces) == 1 else Batch.concat([p.batch for p in pieces])
+
+    def _after_update(self) -> None:
+        self._top_up()  # calls for the pieces just trained on, with the new weights
+
+    def _after_load(self) -> None:
+        self.min_version = self.learner.version
+
+    def _extra_metrics(self) -> dict[str, float]:
+        return {
+            "ray_overhead_frac": self.costs.overhead_frac(),
+            "ray_call_overhead_ms": self.costs.per_call_ms(),
+            "ray_weight_puts": float(self.costs.puts),
+        }
+
+    def close(self) -> None:
+        c = self.costs
+        if c.calls:
+            self.report(
+                f"ray: {c.calls} rollout calls of {self.cfg.ray.envs_per_actor} envs x "
+                f"{self.cfg.algo.unroll_length} steps; overhead {c.per_call_ms():.1f} ms a call, "
+                f"{100 * c.overhead_frac():.1f}% of its time; {c.puts} weights versions put"
+            )
+        for worker in self.workers:
+            if worker is not None:
+                self.ray.kill(worker)
+        self.pending.clear()
+        self._shutdown_ray()
+
+    def _shutdown_ray(self) -> None:
+        if self._owns_ray and self.ray.is_initialized():
+            self.ray.shutdown()
+
+
+def train_ray(
+    cfg: TrainConfig, callback: Callable[[dict[str, float], Learner], None] | None = None
+) -> TrainResult:
+    """Train with ``cfg.ray.num_actors`` Ray actors feeding one learner in this process."""
+    return run_to_completion(RayRun, cfg, callback)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -1,0 +1,164 @@
+"""The Ray runtime on a local Ray instance (2 CPUs): same first update as serial, a killed
+actor re-created, the CLI path with checkpoints, metrics and resume, clear errors.
+
+One Ray instance serves the module (starting one takes ~5 s); runs that find Ray initialised
+join it and leave it running.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import ray
+import torch
+
+from impala_hybrid import cli
+from impala_hybrid.experiments.spec import RayConfig, TrainConfig
+from impala_hybrid.runtime import ray as ray_runtime
+from impala_hybrid.runtime.checkpoint import load_checkpoint
+from impala_hybrid.runtime.ray import RayRun, RolloutWorker, train_ray
+from impala_hybrid.runtime.serial import train_serial
+from impala_hybrid.validation import ConfigError
+from tests.runtime import assert_column_halves, take_two_batches, train_with_a_kill
+from tests.runtime import uav as uav_local
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray() -> Iterator[None]:
+    ray.init(num_cpus=2, include_dashboard=False)
+    yield
+    ray.shutdown()
+
+
+def uav(total_steps: int, **layout: object) -> TrainConfig:
+    """The local runtime tests' config with ``RayConfig(**layout)``."""
+    return dataclasses.replace(uav_local(total_steps), ray=RayConfig(**layout))  # type: ignore[arg-type]
+
+
+def test_first_update_matches_serial_runtime() -> None:
+    """One Ray actor with the serial runtime's envs and seed sends the same first unroll, so
+    the learner's first update (every metric) is identical: the runtime only moves data."""
+    cfg = uav(total_steps=64, num_actors=1, envs_per_actor=8)
+    serial = train_serial(cfg).history[0]
+    result = train_ray(cfg)
+    assert result.learner.version == 1
+    got = result.history[0]
+    for key, value in serial.items():
+        if key != "episode_return":
+            assert got[key] == value, key
+
+
+def test_unroll_wider_than_batch_is_split_into_consecutive_batches() -> None:
+    """16 envs with B = 8: the first unroll is two batches, its two column halves, in order."""
+    cfg = uav(total_steps=8 * 8 * 4, num_actors=1, envs_per_actor=16)
+    assert_column_halves(cfg, *take_two_batches(RayRun(cfg)))
+
+
+def test_killed_actor_is_recreated_and_the_budget_is_consumed() -> None:
+    cfg = uav(total_steps=8 * 8 * 30, num_actors=2, envs_per_actor=4)
+    reports: list[str] = []
+    run = RayRun(cfg, report=reports.append)
+    records = train_with_a_kill(run, lambda: ray.kill(run.workers[0]))
+    assert run.learner.samples == cfg.total_steps
+    assert run.learner.version == 30  # every one of the 30 updates ran and applied
+    assert run.restarts == [1, 0] and records[-1]["actor_restarts"] == 1.0
+    assert any(r.startswith("actor 0 died (ActorDiedError") for r in reports), reports
+    assert reports[-1].startswith("ray: ") and "% of its time" in reports[-1]
+    # weights go out once per version at most: 30 updates, 31 versions
+    assert 1 <= records[-1]["ray_weight_puts"] <= 31
+    assert 0.0 < records[-1]["ray_overhead_frac"] < 1.0
+    assert all(r["policy_lag_mean"] >= 0.0 for r in records)
+
+
+def test_max_restarts_ends_the_run() -> None:
+    cfg = uav(total_steps=8 * 8 * 30, num_actors=1, envs_per_actor=8, max_restarts=0)
+    run = RayRun(cfg, report=lambda _: None)
+    try:
+        run.step()
+        ray.kill(run.workers[0])
+        with pytest.raises(RuntimeError, match="actor 0 died 1 times"):
+            while not run.done:
+                run.step()
+    finally:
+        run.close()
+
+
+def test_cli_runtime_ray_writes_the_run_directory_and_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    tiny = [
+        "--preset", "uav_hybrid", "--runtime", "ray", "--out", str(out),
+        "--set", "num_envs=4", "algo.unroll_length=8", "algo.batch_size=4", "model.hidden=[16]",
+        "total_steps=320", "log_interval=2", "env_kwargs.episode_steps=30", "eval_interval=160",
+        "eval_episodes=2", "checkpoint_interval=96", "ray.num_actors=2", "ray.envs_per_actor=4",
+    ]  # fmt: skip
+    assert cli.main(["train", *tiny]) == 0
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["env_steps"] for m in metrics] == [64, 128, 192, 256, 320]
+    keys = {"fps", "loss", "policy_lag_mean", "policy_lag_max", "ray_overhead_frac"}
+    assert keys <= set(metrics[0])
+    evals = [json.loads(line) for line in (out / "eval.jsonl").read_text().splitlines()]
+    assert [e["env_steps"] for e in evals] == [160, 320]
+    last = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert last["runtime"] == "ray" and last["env_steps"] == 320
+    assert (out / "checkpoints" / "best.pt").is_file()
+    # --resume takes the checkpoint's runtime and goes on to the new budget
+    assert cli.main(["train", "--resume", str(out), "--set", "total_steps=448"]) == 0
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["env_steps"] for m in metrics][-2:] == [384, 448]
+    last = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert last["env_steps"] == 448 and last["state"]["learner"]["version"] == 448 // 32
+
+
+def test_cli_address_needs_the_ray_runtime(capsys: pytest.CaptureFixture) -> None:
+    args = ["train", "--preset", "cartpole", "--out", "unused", "--address", "auto"]
+    assert cli.main(args) == 2
+    assert "--address is for --runtime ray" in capsys.readouterr().err
+    assert cli.main([*args, "--runtime", "local"]) == 2
+    assert "--address is for --runtime ray, not --runtime local" in capsys.readouterr().err
+
+
+def test_layout_errors_name_the_field() -> None:
+    with pytest.raises(ConfigError, match=r"RayConfig\.num_actors = 0 is invalid: allowed range"):
+        RayConfig(num_actors=0)
+    with pytest.raises(ConfigError, match=r"RayConfig\.actor_cpus = 0 is invalid: .* \(0, inf\)"):
+        RayConfig(actor_cpus=0)
+    with pytest.raises(ConfigError, match=r"RayConfig\.envs_per_actor = 12 is invalid"):
+        RayRun(uav(64, envs_per_actor=12))
+    with pytest.raises(ConfigError, match=r"RayConfig\.unrolls_in_flight = 1 is invalid"):
+        RayRun(uav(64, num_actors=1, envs_per_actor=4, unrolls_in_flight=1))
+    with pytest.raises(ConfigError, match=r"num_actors \* actor_cpus = 3 \* 1 = 3 CPUs"):
+        RayRun(uav(64, num_actors=3))  # would wait forever for a third CPU
+
+
+def test_missing_ray_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError
+    with pytest.raises(ConfigError, match=r"pip install 'impala-hybrid\[ray\]'"):
+        ray_runtime.import_ray()
+
+
+def test_core_modules_do_not_import_ray() -> None:
+    code = (
+        "import sys, impala_hybrid.cli, impala_hybrid.runtime.trainer; "
+        "sys.exit('ray' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_worker_loads_weights_only_when_the_version_moves() -> None:
+    """The worker as a plain object: a call with the weights it already holds skips the
+    fetch; a new version is loaded and stamped on the unroll."""
+    cfg = uav(64, num_actors=1, envs_per_actor=4)
+    worker = RolloutWorker(cfg, seed=0)
+    state = {k: torch.zeros_like(v) for k, v in worker.model.state_dict().items()}
+    unroll, _, timing = worker.rollout([state], 3, submitted_at=0.0)
+    assert int(unroll.policy_version[0]) == 3
+    assert all(torch.count_nonzero(v) == 0 for v in worker.model.state_dict().values())
+    assert timing["work_s"] > 0.0 and timing["delay_s"] >= 0.0
+    unroll, _, _ = worker.rollout([None], 3, submitted_at=0.0)  # not read: version held
+    assert int(unroll.policy_version[0]) == 3
