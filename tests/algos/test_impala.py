@@ -149,6 +149,34 @@ def test_learning_rate_and_entropy_schedules() -> None:
     assert m1["entropy_coef"] == pytest.approx(0.05)
 
 
+def test_schedule_multipliers_take_effect_and_travel_in_state_dict() -> None:
+    """A learning rate or entropy coefficient changed while training (a PBT perturbation)
+    scales the schedule instead of being overwritten by it at the next step."""
+    algo = IMPALAConfig(unroll_length=8, batch_size=4, lr=1e-3, lr_final=0.0,
+                        entropy_coef=0.1, entropy_coef_final=0.0)  # fmt: skip
+    cfg = dataclasses.replace(tiny("CartPole-v1", algo=algo), total_steps=64)
+    learner, batch = _batch(cfg)
+    learner.lr_scale, learner.entropy_scale = 0.5, 2.0
+    m = learner.step(batch)  # progress 0: the schedules give 1e-3 and 0.1
+    assert m["lr"] == pytest.approx(5e-4) == learner.optimizer.param_groups[0]["lr"]
+    assert m["entropy_coef"] == pytest.approx(0.2)
+    want = m["loss_pg"] + algo.baseline_coef * m["loss_baseline"] + 0.2 * m["loss_entropy"]
+    assert m["loss"] == pytest.approx(want, rel=1e-5)
+    state = copy.deepcopy(learner.state_dict())
+    restored, _ = _batch(cfg)
+    restored.load_state_dict(state)
+    assert (restored.lr_scale, restored.entropy_scale) == (0.5, 2.0)
+    restored.lr_scale = 0.0  # the schedule says 5e-4 at progress 0.5: no step is taken
+    before = [p.detach().clone() for p in restored.model.parameters()]
+    m = restored.step(batch)
+    assert m["lr"] == 0.0 and m["skipped"] == 0.0 and restored.version == 2
+    for p, q in zip(before, restored.model.parameters(), strict=True):
+        assert torch.equal(p, q)
+    del state["scales"]  # a checkpoint from before the multipliers
+    restored.load_state_dict(state)
+    assert (restored.lr_scale, restored.entropy_scale) == (1.0, 1.0)
+
+
 def test_truncation_bootstraps_from_final_observation() -> None:
     """Only the final observation of a truncated step feeds its bootstrap value."""
     learner, batch = _batch(tiny("CartPole-v1"))

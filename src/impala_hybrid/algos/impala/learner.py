@@ -88,6 +88,12 @@ class Losses(NamedTuple):
 class Learner:
     """Owns the model's trainable state and the optimizer; ``step`` is one update."""
 
+    #: Multipliers on the learning-rate and entropy-coefficient schedules, set while a run
+    #: trains (a population-based-training perturbation): the schedules still apply, scaled,
+    #: instead of overwriting the change at the next step. Saved in ``state_dict``.
+    lr_scale: float = 1.0
+    entropy_scale: float = 1.0
+
     def __init__(
         self,
         model: ActorCritic,
@@ -158,6 +164,7 @@ class Learner:
                 "nu": self.popart_nu.clone(),
                 "updates": self.popart_updates,
             },
+            "scales": {"lr": self.lr_scale, "entropy_coef": self.entropy_scale},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -171,6 +178,9 @@ class Learner:
             self.popart_mu.copy_(popart["mu"])
             self.popart_nu.copy_(popart["nu"])
             self.popart_updates = int(popart["updates"])
+        scales = state.get("scales", {})  # absent in checkpoints written before the scales
+        self.lr_scale = float(scales.get("lr", 1.0))
+        self.entropy_scale = float(scales.get("entropy_coef", 1.0))
 
     def step(self, batch: Batch, env_steps: int | None = None) -> dict[str, float]:
         """One update on ``batch`` (any device); returns scalar metrics.
@@ -184,8 +194,10 @@ class Learner:
         """
         cfg = self.config
         b = batch.to(self.device)
-        lr = _linear(cfg.lr, cfg.lr_final, self.progress)
-        ent_coef = _linear(cfg.entropy_coef, cfg.entropy_coef_final, self.progress)
+        lr = self.lr_scale * _linear(cfg.lr, cfg.lr_final, self.progress)
+        ent_coef = self.entropy_scale * _linear(
+            cfg.entropy_coef, cfg.entropy_coef_final, self.progress
+        )
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         fwd = self.forward(b)
