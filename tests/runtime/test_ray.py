@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import ray
 import torch
@@ -155,7 +156,7 @@ def test_worker_loads_weights_only_when_the_version_moves() -> None:
     fetch; a new version is loaded and stamped on the unroll."""
     cfg = uav(64, num_actors=1, envs_per_actor=4)
     worker = RolloutWorker(cfg, seed=0)
-    state = {k: torch.zeros_like(v) for k, v in worker.model.state_dict().items()}
+    state = {k: np.zeros_like(v.numpy()) for k, v in worker.model.state_dict().items()}
     unroll, _, timing = worker.rollout([state], 3, submitted_at=0.0)
     assert int(unroll.policy_version[0]) == 3
     assert all(torch.count_nonzero(v) == 0 for v in worker.model.state_dict().values())

@@ -62,6 +62,7 @@ import dataclasses
 import importlib
 import math
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -125,10 +126,13 @@ class RolloutWorker:
         delay = max(0.0, start - max(submitted_at, self._last_end))
         t0 = time.perf_counter()
         if version != self.version:
-            state = weights[0]
-            if not isinstance(state, dict):  # an object reference (a plain dict in tests)
-                state = import_ray().get(state)
-            self.model.load_state_dict(state)
+            arrays = weights[0]
+            if not isinstance(arrays, dict):  # an object reference (a plain dict in tests)
+                arrays = import_ray().get(arrays)
+            # read-only views of the object store: load_state_dict copies them
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "not writable"
+                self.model.load_state_dict({k: torch.from_numpy(v) for k, v in arrays.items()})
             self.version = version
         t1 = time.perf_counter()
         unroll = self.actor.unroll(self.version)
@@ -261,8 +265,11 @@ class RayRun(AsyncRun):
         """The current weights in the object store: ``ray.put`` once per version."""
         version = self.learner.version
         if self._weights is None or self._weights[0] != version:
-            state = {k: v.detach().cpu() for k, v in self.learner.model.state_dict().items()}
-            self._weights = (version, self.ray.put(state))
+            # NumPy arrays: Ray reads them back without a copy (zero-copy from its object
+            # store), which more than halved the actors' weights fetch on this machine
+            state = self.learner.model.state_dict()
+            arrays = {k: v.detach().cpu().numpy() for k, v in state.items()}
+            self._weights = (version, self.ray.put(arrays))
             self.costs.puts += 1
         return self._weights
 
