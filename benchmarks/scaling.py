@@ -1,0 +1,105 @@
+"""Local vs Ray runtime, 1 and 2 actors: env steps/s from the runs' own metrics, as ratios.
+
+Each layout is a real ``impala-hybrid train`` run of the ``uav_hybrid`` preset (the same
+commands a user types, printed with the table), one after the other so they share the
+machine's state. Speed is taken from ``metrics.jsonl``: env steps over training seconds
+from the first record past a quarter of the budget to the last, so actor start-up (and Ray's)
+is left out; the whole-run figure is the last record's ``fps``. On a shared machine the
+``other work`` column says how many cores other processes took during each run (from
+``/proc``): figures next to other work are lower than the machine's. The table goes to stdout
+(``docs/scaling.md`` holds a copy with its machine and date)::
+
+    python -m benchmarks.scaling --steps 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.rllib_impala import cpu_seconds
+
+#: (runtime, actors, envs per actor); the first is the reference of the ratios.
+LAYOUTS = (("local", 1, 32), ("ray", 1, 32), ("local", 2, 32), ("ray", 2, 32), ("ray", 2, 128))
+
+
+def command(runtime: str, actors: int, envs: int, steps: int, out: Path) -> list[str]:
+    return [
+        "impala-hybrid", "train", "--preset", "uav_hybrid", "--runtime", runtime,
+        "--out", str(out), "--set", f"total_steps={steps}", "eval_interval=0",
+        "eval_episodes=1", f"{runtime}.num_actors={actors}", f"{runtime}.envs_per_actor={envs}",
+    ]  # fmt: skip
+
+
+def summarise(metrics: list[dict[str, Any]], steps: int) -> dict[str, float]:
+    """Steady-state and whole-run env steps/s, policy lag and Ray's overhead of one run."""
+    first = next(m for m in metrics if m["env_steps"] >= steps / 4)
+    last = metrics[-1]
+    steady = [m for m in metrics if m["env_steps"] > first["env_steps"]]
+    return {
+        "fps": (last["env_steps"] - first["env_steps"]) / (last["wall_s"] - first["wall_s"]),
+        "fps_run": last["fps"],
+        "lag": sum(m["policy_lag_mean"] for m in steady) / len(steady),
+        "wait": last["learner_wait_frac"],
+        "overhead": last.get("ray_overhead_frac", float("nan")),
+        "call_ms": last.get("ray_call_overhead_ms", float("nan")),
+    }
+
+
+def report(rows: list[tuple[str, dict[str, float]]]) -> str:
+    ref = rows[0][1]["fps"]
+    lines = [
+        "| command | env steps/s (steady) | ratio | whole run | policy lag | learner wait "
+        "| Ray overhead (per call) | other work |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for cmd, r in rows:
+        ray = "-" if r["overhead"] != r["overhead"] else (
+            f"{100 * r['overhead']:.0f}% ({r['call_ms']:.1f} ms)"
+        )  # fmt: skip
+        lines.append(
+            f"| `{cmd}` | {r['fps']:,.0f} | {r['fps'] / ref:.2f}x | {r['fps_run']:,.0f} | "
+            f"{r['lag']:.1f} | {100 * r['wait']:.0f}% | {ray} | {r['other_cores']:.2f} cores |"
+        )
+    return "\n".join(lines)
+
+
+def _children_cpu() -> float:
+    t = os.times()
+    return t.children_user + t.children_system
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=1_000_000, help="env steps per run")
+    args = p.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (runtime, actors, envs) in enumerate(LAYOUTS):
+            out = Path(tmp) / f"run{i}"
+            cmd = command(runtime, actors, envs, args.steps, out)
+            exe = str(Path(sys.executable).with_name(cmd[0]))
+            # the run's CPU: its process tree, reaped by the time it returns (os.times)
+            t0, ours0, all0 = time.perf_counter(), _children_cpu(), cpu_seconds()[1]
+            subprocess.run([exe, *cmd[1:]], check=True, capture_output=True)
+            elapsed, ours1, all1 = time.perf_counter() - t0, _children_cpu(), cpu_seconds()[1]
+            lines = (out / "metrics.jsonl").read_text().splitlines()
+            r = summarise([json.loads(line) for line in lines], args.steps)
+            r["other_cores"] = (all1 - all0 - ours1 + ours0) / elapsed
+            print(f"{runtime} x {actors} x {envs}: {r['fps']:,.0f} env steps/s ({elapsed:.0f} s, "
+                  f"other work {r['other_cores']:.2f} cores)", file=sys.stderr)  # fmt: skip
+            shown = shlex.join(cmd).replace(str(out), "runs/scale")
+            rows.append((shown, r))
+    print(report(rows))
+
+
+if __name__ == "__main__":
+    main()
