@@ -35,3 +35,20 @@ def test_report_verdicts_and_ratio() -> None:
     assert "setup_rllib.sh" in missed
     failed = pipeline.report(_results(60e3, {"error": "TimeoutExpired: too slow"}))
     assert "the run failed (TimeoutExpired: too slow)" in failed
+
+
+def test_scaling_summary_leaves_start_up_out_and_reports_ratios() -> None:
+    from benchmarks import scaling
+
+    # 100 steps/s while starting (the first quarter), 1000 steps/s after
+    metrics = [
+        {"env_steps": s, "wall_s": w, "fps": s / w, "policy_lag_mean": lag,
+         "learner_wait_frac": 0.5}
+        for s, w, lag in ((100, 1.0, 9.0), (300, 2.0, 1.0), (1300, 3.0, 2.0), (2300, 4.0, 4.0))
+    ]  # fmt: skip
+    local = scaling.summarise(metrics, steps=1200)
+    assert local["fps"] == 1000.0 and local["lag"] == 3.0 and local["fps_run"] == 575.0
+    ray = {**local, "fps": 500.0, "overhead": 0.25, "call_ms": 4.0, "other_cores": 0.0}
+    table = scaling.report([("a", {**local, "other_cores": 0.5}), ("b", ray)])
+    assert "| `a` | 1,000 | 1.00x | 575 | 3.0 | 50% | - | 0.50 cores |" in table
+    assert "| `b` | 500 | 0.50x | 575 | 3.0 | 50% | 25% (4.0 ms) | 0.00 cores |" in table
