@@ -166,6 +166,13 @@ def cpu_seconds() -> tuple[float, float]:
     """CPU seconds used so far by (this process and its descendants, i.e. the Ray cluster it
     started; the whole machine), from Linux's /proc: shows how much of the 2 cores RLlib got
     and how much other work took while it was timed."""
+    ours, machine = tree_cpu_seconds()
+    return sum(ours.values()), machine
+
+
+def tree_cpu_seconds() -> tuple[dict[int, float], float]:
+    """CPU seconds used so far by each live process of this one's tree (pid -> seconds) and
+    by the whole machine, from Linux's /proc."""
     tick = os.sysconf("SC_CLK_TCK")
     parent: dict[int, int] = {}
     used: dict[int, int] = {}
@@ -184,7 +191,7 @@ def cpu_seconds() -> tuple[float, float]:
         frontier = {pid for pid, ppid in parent.items() if ppid in frontier} - ours
     cpu = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     busy = sum(cpu[:3]) + sum(cpu[5:7])  # user, nice, system, irq, softirq
-    return sum(used.get(pid, 0) for pid in ours) / tick, busy / tick
+    return {pid: used.get(pid, 0) / tick for pid in ours}, busy / tick
 
 
 def measure(layout: str, num_learners: int, seconds: float, warmup_s: float) -> dict[str, Any]:

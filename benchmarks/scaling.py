@@ -25,10 +25,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.rllib_impala import cpu_seconds
+from benchmarks.rllib_impala import tree_cpu_seconds
 
 #: (runtime, actors, envs per actor); the first is the reference of the ratios.
-LAYOUTS = (("local", 1, 32), ("ray", 1, 32), ("local", 2, 32), ("ray", 2, 32), ("ray", 2, 128))
+LAYOUTS = (
+    ("local", 1, 32), ("ray", 1, 32), ("local", 2, 32), ("ray", 2, 32),
+    ("local", 2, 128), ("ray", 2, 128),
+)  # fmt: skip
 
 
 def command(runtime: str, actors: int, envs: int, steps: int, out: Path) -> list[str]:
@@ -72,9 +75,16 @@ def report(rows: list[tuple[str, dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
-def _children_cpu() -> float:
-    t = os.times()
-    return t.children_user + t.children_system
+def _watch(proc: subprocess.Popen[bytes], every_s: float = 0.5) -> float:
+    """Wait for ``proc``; the CPU seconds its process tree used (Ray's daemons and actors
+    included), sampled every ``every_s`` from /proc while it runs: a process that ended is
+    counted at its last sample."""
+    seen: dict[int, float] = {}
+    while proc.poll() is None:
+        tree, _ = tree_cpu_seconds()
+        seen.update({pid: cpu for pid, cpu in tree.items() if pid != os.getpid()})
+        time.sleep(every_s)
+    return sum(seen.values())
 
 
 def main() -> None:
@@ -87,13 +97,17 @@ def main() -> None:
             out = Path(tmp) / f"run{i}"
             cmd = command(runtime, actors, envs, args.steps, out)
             exe = str(Path(sys.executable).with_name(cmd[0]))
-            # the run's CPU: its process tree, reaped by the time it returns (os.times)
-            t0, ours0, all0 = time.perf_counter(), _children_cpu(), cpu_seconds()[1]
-            subprocess.run([exe, *cmd[1:]], check=True, capture_output=True)
-            elapsed, ours1, all1 = time.perf_counter() - t0, _children_cpu(), cpu_seconds()[1]
+            log = Path(tmp) / f"run{i}.log"
+            t0, all0 = time.perf_counter(), tree_cpu_seconds()[1]
+            with open(log, "wb") as f:
+                proc = subprocess.Popen([exe, *cmd[1:]], stdout=f, stderr=subprocess.STDOUT)
+                ours = _watch(proc)
+            elapsed, all1 = time.perf_counter() - t0, tree_cpu_seconds()[1]
+            if proc.returncode != 0:
+                raise RuntimeError(f"{shlex.join(cmd)} failed:\n{log.read_text()[-2000:]}")
             lines = (out / "metrics.jsonl").read_text().splitlines()
             r = summarise([json.loads(line) for line in lines], args.steps)
-            r["other_cores"] = (all1 - all0 - ours1 + ours0) / elapsed
+            r["other_cores"] = max(0.0, all1 - all0 - ours) / elapsed
             print(f"{runtime} x {actors} x {envs}: {r['fps']:,.0f} env steps/s ({elapsed:.0f} s, "
                   f"other work {r['other_cores']:.2f} cores)", file=sys.stderr)  # fmt: skip
             shown = shlex.join(cmd).replace(str(out), "runs/scale")
