@@ -77,6 +77,16 @@ def test_killed_actor_is_recreated_and_the_budget_is_consumed() -> None:
     assert all(r["policy_lag_mean"] >= 0.0 for r in records)
 
 
+def test_max_policy_lag_drops_stale_unrolls() -> None:
+    """With lag 0 allowed, every batch trained on was made by the current weights: the
+    second call queued on each actor carries the weights before the update, so some go."""
+    cfg = uav(total_steps=8 * 8 * 12, num_actors=2, envs_per_actor=4, max_policy_lag=0)
+    result = train_ray(cfg)
+    assert result.learner.version == 12
+    assert max(r["policy_lag_max"] for r in result.history) == 0.0
+    assert result.history[-1]["dropped_unrolls"] > 0
+
+
 def test_max_restarts_ends_the_run() -> None:
     cfg = uav(total_steps=8 * 8 * 30, num_actors=1, envs_per_actor=8, max_restarts=0)
     run = RayRun(cfg, report=lambda _: None)

@@ -328,17 +328,19 @@ class RayRun(AsyncRun):
                     self.ready.append(_Piece(unroll.columns(cols), a, incarnation))
 
     def _drop_stale(self) -> None:
-        """Drop ready pieces older than ``max_policy_lag`` updates, or from weights older than
-        the resumed checkpoint's (calls sent before :meth:`load_state_dict`)."""
+        """Drop ready pieces older than ``max_policy_lag`` updates (counted in
+        ``dropped_unrolls``), and those of the weights the run had before it loaded a
+        checkpoint (calls sent before :meth:`load_state_dict`: not this run's policy)."""
         max_lag = self.cfg.ray.max_policy_lag
         keep: list[_Piece] = []
         stale: list[_Piece] = []
         for p in self.ready:
             version = int(p.batch.policy_version[0])
             too_old = max_lag is not None and self.learner.version - version > max_lag
-            (stale if too_old or version < self.min_version else keep).append(p)
+            pre_resume = version < self.min_version
+            (stale if too_old or pre_resume else keep).append(p)
+            self.dropped += int(too_old and not pre_resume)
         self.ready = keep
-        self.dropped += len(stale)
         self._release(stale)
         self._top_up()
 
