@@ -1,4 +1,4 @@
-"""``IMPALAConfig.discrete_pg = "expected"`` (issue 8): an action-value head ``Q(x, k)`` over
+"""``IMPALAConfig.discrete_pg = "expected"`` (issue 8): an action-advantage head ``Q(x, k)`` over
 the discrete choices, trained on V-trace's ``q_s``, and the expected policy gradient
 ``sum_k pi(k|x) (Q(x, k) - sum_j pi(j|x) Q(x, j))`` for the discrete part, the sampled
 (clipped-surrogate) one for the continuous part."""
@@ -44,9 +44,13 @@ def test_the_head_exists_only_when_asked_and_has_one_value_per_choice() -> None:
     picked = fwd.action_values.gather(-1, batch.actions.discrete.long()[..., None])[..., 0]
     assert fwd.chosen_action_values is not None
     torch.testing.assert_close(fwd.chosen_action_values, picked)
+    # Q = V + a with a near 0 at the start (the policy head's gain, 0.01; a unit-gain head
+    # gives ~1.4 here): no choice is preferred before it is learned
+    v = fwd.values[:8, :, 0].detach()
+    assert (fwd.action_values - v[..., None]).abs().max() < 0.05
     plain = TrainConfig(env=UAV, num_envs=8, total_steps=1024, model=ModelConfig(hidden=(8,)))
     _, sampled, _ = build(plain)
-    assert sampled.model.action_value is None
+    assert sampled.model.action_advantage is None
     assert sampled.forward(batch).action_values is None
 
 
@@ -56,7 +60,7 @@ def test_discrete_logits_follow_the_expected_gradient_of_the_action_values() -> 
     the advantage scale), and the choice with the largest Q gains probability."""
     torch.manual_seed(0)
     learner, batch = _setup(entropy_coef=0.0, baseline_coef=0.0, normalize_advantages=True)
-    head = learner.model.action_value
+    head = learner.model.action_advantage
     assert head is not None
     with torch.no_grad():  # Q(x, k) = c_k everywhere
         head.weight.zero_()
@@ -88,7 +92,7 @@ def test_action_values_regress_to_the_scalarised_vtrace_q() -> None:
     assert fwd.chosen_action_values is not None
     want = 0.5 * (tg.q_scalar - fwd.chosen_action_values.detach()).square().mean()
     torch.testing.assert_close(ls.action_value, want)
-    head = learner.model.action_value
+    head = learner.model.action_advantage
     assert head is not None
     opt = torch.optim.Adam(head.parameters(), lr=1e-2)
     losses = []
@@ -125,7 +129,7 @@ def test_errors() -> None:
 
     env = make_vector_env(UAV, 2, {})
     plain = ActorCritic(29, action_spec(env.single_action_space), ModelConfig(hidden=(8,)))
-    with pytest.raises(ConfigError, match="needs a model with an action-value head"):
+    with pytest.raises(ConfigError, match="needs a model with an action-advantage head"):
         Learner(plain, IMPALAConfig(discrete_pg="expected"))
     with_head = build_model(TrainConfig(env=UAV, algo=IMPALAConfig(discrete_pg="expected")), env, 1)
     with pytest.raises(ConfigError, match="needs a model without"):

@@ -121,7 +121,7 @@ def make_model(case: str, seed: int = 0, gamma: str = "positive") -> ActorCritic
     cfg = ModelConfig(**{"policy_init_scale": 1.0, **kwargs})
     torch.manual_seed(seed)
     spec = action_spec(space, cfg.continuous_kind, cfg.hybrid_mode)  # type: ignore[arg-type]
-    model = ActorCritic(OBS_DIM, spec, cfg, action_values=bool(overrides.get("_action_values")))
+    model = ActorCritic(OBS_DIM, spec, cfg, action_advantages=bool(overrides.get("_action_values")))
     g = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         for m in model.trunk:

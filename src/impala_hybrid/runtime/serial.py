@@ -67,7 +67,7 @@ def build_model(cfg: TrainConfig, env: Any, num_values: int) -> ActorCritic:
         cfg.model,
         num_values,
         zones,
-        action_values=cfg.algo.discrete_pg == "expected",
+        action_advantages=cfg.algo.discrete_pg == "expected",
     )
 
 

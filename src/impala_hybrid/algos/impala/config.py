@@ -40,7 +40,7 @@ class IMPALAConfig:
     discrete_pg: str = spec(
         "sampled", "policy gradient of the discrete choice: sampled (the taken action's "
         "advantage, as in the paper) or expected (every choice weighted by its probability and "
-        "its advantage Q(x, k) - sum_j pi(j) Q(x, j) from a learned action-value head; "
+        "its advantage Q(x, k) - sum_j pi(j) Q(x, j) from a learned action-advantage head; "
         "ops.losses.expected_policy_gradient_loss)",
         choices=("sampled", "expected"),
     )  # fmt: skip

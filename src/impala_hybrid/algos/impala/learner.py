@@ -69,7 +69,7 @@ class Forward(NamedTuple):
     dist: ActionDistribution[Any]  # policy at the first T observations
     target_logp: Tensor  # [T, B, C] per-component log pi(a_t | x_t) (graph attached)
     final_values: Tensor  # [T, B, K] V(final observation) where truncated, else 0 (detached)
-    action_values: Tensor | None  # [T, B, A] Q(x_t, k) of the discrete choices, if the head exists
+    action_values: Tensor | None  # [T, B, A] Q(x_t, k) = w . V(x_t) + a(x_t, k), if the head exists
     chosen_action_values: Tensor | None  # [T, B] Q(x_t, k_t) of the taken choices
 
 
@@ -82,7 +82,7 @@ class Targets(NamedTuple):
     # normalised if configured
     popart_mu: Tensor  # [K] PopArt statistics including this batch (the current ones if off)
     popart_nu: Tensor
-    q_scalar: Tensor  # [T, B] w . q_s: the action-value head's regression target
+    q_scalar: Tensor  # [T, B] w . q_s: the regression target of Q(x_s, k_s)
     adv_scale: Tensor  # [] what A_s was divided by (1 without normalisation)
 
 
@@ -90,7 +90,7 @@ class Losses(NamedTuple):
     loss: Tensor
     pg: Tensor
     baseline: Tensor
-    action_value: Tensor  # 0 without the action-value head
+    action_value: Tensor  # 0 without the action-advantage head
     entropy: Tensor
     entropy_parts: Tensor  # [T, B, C]
 
@@ -142,11 +142,11 @@ class Learner:
         # below) and the discrete one (at most log K) trade against each other in one sum.
         # A component with a target entropy has an adaptive weight instead (see
         # :meth:`_adapt_entropy`): its log is a learner state, saved in checkpoints.
-        if (config.discrete_pg == "expected") != (model.action_value is not None):
+        if (config.discrete_pg == "expected") != (model.action_advantage is not None):
             raise ConfigError(
                 f"IMPALAConfig.discrete_pg = {config.discrete_pg!r} needs a model "
                 + ("with" if config.discrete_pg == "expected" else "without")
-                + " an action-value head (build it with runtime.serial.build_model)"
+                + " an action-advantage head (build it with runtime.serial.build_model)"
             )
         self._entropy_coefs: Tensor | None = None
         targets = (config.target_entropy_discrete, config.target_entropy_continuous)
@@ -284,8 +284,9 @@ class Learner:
             with torch.no_grad():
                 final_values[idx] = self.model.values_after(b.final_obs[idx], state) * sigma + mu
         q = chosen = None
-        if out.action_values is not None:
-            q = out.action_values[:t_len]
+        if out.action_advantages is not None:  # Q = w . V + a, V detached (dueling split)
+            base = values[:t_len].detach() @ self.reward_weights
+            q = base[..., None] + out.action_advantages[:t_len]
             k = b.actions.discrete if isinstance(b.actions, HybridAction) else b.actions
             chosen = q.gather(-1, k.long()[..., None])[..., 0]
         return Forward(values, dist, target_logp, final_values, q, chosen)
