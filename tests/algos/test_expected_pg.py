@@ -144,3 +144,43 @@ def test_errors() -> None:
                 algo=IMPALAConfig(discrete_pg="expected"),
             )
         )
+
+
+def test_action_value_check_of_a_trained_run(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``evaluation.action_values`` on a tiny CLI run; with the advantage head zeroed, ``Q``
+    is ``V`` exactly, so both errors agree and the spread is 0."""
+    from pathlib import Path
+
+    from impala_hybrid import cli
+    from impala_hybrid.evaluation import action_values
+    from impala_hybrid.runtime.trainer import load_run_model
+
+    out = Path(str(tmp_path)) / "run"
+    tiny = [
+        "--set", "env=impala_hybrid.envs.param_toys:goal", "total_steps=512", "num_envs=8",
+        "algo.batch_size=8", "algo.unroll_length=8", "model.hidden=[16]", "eval_interval=0",
+        "algo.discrete_pg=expected",
+    ]  # fmt: skip
+    assert cli.main(["train", "--preset", "param_choice", "--out", str(out), *tiny]) == 0
+    r = action_values.action_value_check(out, unrolls=2, num_envs=8)
+    assert all(math.isfinite(x) for x in r.values()) and r["spread"] > 0.0
+
+    def zeroed(run_dir: object, checkpoint: str = "last") -> tuple[object, ActorCritic]:
+        cfg, model = load_run_model(run_dir, checkpoint)  # type: ignore[arg-type]
+        assert model.action_advantage is not None
+        with torch.no_grad():
+            model.action_advantage.weight.zero_()
+            model.action_advantage.bias.zero_()
+        return cfg, model
+
+    monkeypatch.setattr(action_values, "load_run_model", zeroed)
+    z = action_values.action_value_check(out, unrolls=2, num_envs=8)
+    assert z["mse_q"] == pytest.approx(z["mse_v"], rel=1e-6) and z["spread"] == 0.0
+    monkeypatch.undo()
+
+    plain = Path(str(tmp_path)) / "plain"
+    assert cli.main(["train", "--preset", "param_choice", "--out", str(plain), *tiny[:-1]]) == 0
+    with pytest.raises(ValueError, match="discrete_pg = 'sampled'"):
+        action_values.action_value_check(plain)
