@@ -268,12 +268,75 @@ def test_clipped_surrogate_in_the_learner() -> None:
     assert pg_grad(tg) == 0.0 and pg_grad(plain) > 0.0
 
 
-def test_per_component_entropy_needs_hybrid_actions() -> None:
+@pytest.mark.parametrize("field", ["entropy_coef_discrete", "target_entropy_discrete"])
+def test_per_component_entropy_needs_hybrid_actions(field: str) -> None:
     from impala_hybrid.validation import ConfigError
 
     cfg = TrainConfig(
         env="CartPole-v1", num_envs=4, total_steps=64, model=ModelConfig(hidden=(8,)),
-        algo=IMPALAConfig(unroll_length=8, batch_size=4, entropy_coef_discrete=0.03),
+        algo=IMPALAConfig(unroll_length=8, batch_size=4, **{field: 0.5}),  # type: ignore[arg-type]
     )  # fmt: skip
-    with pytest.raises(ConfigError, match=r"entropy_coef_discrete.*'categorical'"):
+    with pytest.raises(ConfigError, match=rf"{field}.*'categorical'"):
         build(cfg)
+
+
+def test_target_entropy_adapts_each_weight_toward_its_target() -> None:
+    """SAC's temperature rule per component: ``log alpha_c += lr (target_c - H_c)``, where
+    ``H_c`` is the batch's mean entropy of component ``c``; a component without a target keeps
+    its fixed (scheduled) weight (issue 13)."""
+    learner, batch = _setup(
+        entropy_coef=0.01, entropy_coef_discrete=0.03, target_entropy_continuous=5.0,
+        target_entropy_lr=0.1,
+    )  # fmt: skip
+    start = learner.entropy_log_coefs.clone()
+    assert torch.allclose(start.exp(), torch.tensor([0.03, 0.01]))
+    with torch.no_grad():
+        h = learner.forward(batch).dist.entropy_parts().mean(dim=(0, 1))
+    m = learner.step(batch)
+    assert m["entropy_continuous"] == pytest.approx(float(h[1]), rel=1e-5)
+    expected = start[1] + 0.1 * (5.0 - h[1])  # below its target: the weight grows
+    assert float(learner.entropy_log_coefs[1]) == pytest.approx(float(expected), rel=1e-5)
+    assert float(learner.entropy_log_coefs[1]) > float(start[1])
+    assert m["entropy_coef_continuous"] == pytest.approx(float(expected.exp()), rel=1e-5)
+    assert m["entropy_coef_discrete"] == pytest.approx(0.03)  # fixed, no target
+
+    low, batch = _setup(entropy_coef=0.01, target_entropy_discrete=0.1, target_entropy_lr=0.1)
+    before = low.entropy_log_coefs.clone()
+    low.step(batch)  # a near-uniform choice over 6 transfers is above 0.1 nats: it shrinks
+    assert float(low.entropy_log_coefs[0]) < float(before[0])
+    assert float(low.entropy_log_coefs[1]) == float(before[1])
+
+
+def test_adapted_entropy_weight_is_the_one_in_the_loss_and_is_checkpointed() -> None:
+    def discrete_entropy_grad(learner: Learner, batch: Batch) -> float:
+        learner.model.zero_grad()
+        fwd = learner.forward(batch)
+        tg = learner.targets(batch, fwd)
+        tg = tg._replace(advantages=torch.zeros_like(tg.advantages))
+        learner.losses(fwd, tg, learner.config.entropy_coef).loss.backward()
+        g = learner.model.policy.bias.grad
+        assert g is not None
+        return float(g[: learner.model._sizes["logits"]].abs().sum())
+
+    torch.manual_seed(0)
+    learner, batch = _setup(entropy_coef=0.01, target_entropy_discrete=1.0, baseline_coef=0.0)
+    base = discrete_entropy_grad(learner, batch)
+    learner.entropy_log_coefs[0] += math.log(2.0)
+    assert discrete_entropy_grad(learner, batch) == pytest.approx(2 * base, rel=1e-5)
+
+    learner.step(batch)
+    state = learner.state_dict()
+    fresh, _ = _setup(entropy_coef=0.01, target_entropy_discrete=1.0, baseline_coef=0.0)
+    fresh.load_state_dict(state)
+    assert torch.equal(fresh.entropy_log_coefs, learner.entropy_log_coefs)
+
+
+def test_target_entropy_errors_name_the_field_and_range() -> None:
+    from impala_hybrid.validation import ConfigError
+
+    with pytest.raises(ConfigError, match=r"target_entropy_discrete = 2\.0.*\(-inf, 1\.79"):
+        _setup(target_entropy_discrete=2.0)  # log 6 = 1.79 nats at most
+    with pytest.raises(ConfigError, match=r"target_entropy_continuous.*must be > 0"):
+        _setup(entropy_coef=0.0, target_entropy_continuous=-1.0)
+    with pytest.raises(ConfigError, match="target_entropy_lr"):
+        IMPALAConfig(target_entropy_lr=0.0)

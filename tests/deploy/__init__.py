@@ -92,6 +92,11 @@ CASES: dict[str, tuple[gym.Space[Any], dict[str, Any]]] = {
         gym.spaces.Box(np.array(LOW, np.float32), np.array(HIGH, np.float32)),
         {"hidden": (16,), "lstm_size": 8, "obs_norm": True, "obs_norm_clip": 2.0},
     ),
+    # a learner-only action-value head (discrete_pg = expected): never part of the artifact
+    "hybrid_action_values_lstm": (
+        gym.spaces.Dict({"k": gym.spaces.Discrete(3), "x": gym.spaces.Box(-1.0, 1.0, (2,))}),
+        {"hidden": (16,), "lstm_size": 8, "_action_values": True},
+    ),
     "parameterized_factorized": (
         gym.spaces.Tuple(
             (
@@ -112,10 +117,11 @@ def make_model(case: str, seed: int = 0, gamma: str = "positive") -> ActorCritic
     """A small ``ActorCritic`` for ``case`` with randomised LayerNorm affine parameters
     (``gamma``: ``"positive"`` scales in [0.5, 1.5], ``"mixed"`` some negative)."""
     space, overrides = CASES[case]
-    cfg = ModelConfig(**{"policy_init_scale": 1.0, **overrides})
+    kwargs = {k: v for k, v in overrides.items() if not k.startswith("_")}
+    cfg = ModelConfig(**{"policy_init_scale": 1.0, **kwargs})
     torch.manual_seed(seed)
     spec = action_spec(space, cfg.continuous_kind, cfg.hybrid_mode)  # type: ignore[arg-type]
-    model = ActorCritic(OBS_DIM, spec, cfg)
+    model = ActorCritic(OBS_DIM, spec, cfg, action_advantages=bool(overrides.get("_action_values")))
     g = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         for m in model.trunk:

@@ -40,6 +40,7 @@ CASES = (
     "hybrid_parameterized",
     "beta_parameterized_dict_lstm",
     "obs_norm_lstm",
+    "hybrid_action_values_lstm",
 )
 
 

@@ -6,7 +6,12 @@ import pytest
 import torch
 from torch import Tensor
 
-from impala_hybrid.ops.losses import baseline_loss, entropy_loss, policy_gradient_loss
+from impala_hybrid.ops.losses import (
+    baseline_loss,
+    entropy_loss,
+    expected_policy_gradient_loss,
+    policy_gradient_loss,
+)
 
 F64 = torch.float64
 
@@ -131,3 +136,46 @@ def test_clipped_surrogate_stops_where_the_ratio_left_the_clip_range() -> None:
     assert plain.grad is not None and plain.grad[0, 0] == g[0, 0]
     with pytest.raises(ValueError, match="eps"):
         clipped_surrogate_loss(log_pi, adv, eps=0.0)
+
+
+def test_expected_policy_gradient_is_the_mean_of_the_sampled_gradient() -> None:
+    """Slow reference, like the theorem: ``sum_k pi(k) A(k) grad log pi(k)`` with ``A(k) =
+    Q(k) - sum_j pi(j) Q(j)``, one autograd call per action; and the loss's gradient vanishes
+    when every choice has the same value."""
+    torch.manual_seed(0)
+    t_len, b, k = 3, 2, 4
+    logits = torch.randn(t_len, b, k, requires_grad=True)
+    q = torch.randn(t_len, b, k)
+    expected_policy_gradient_loss(torch.softmax(logits, -1), q).backward()
+    fast = logits.grad
+    assert fast is not None
+    ref = torch.zeros(t_len, b, k)
+    for t in range(t_len):
+        for i in range(b):
+            x = logits.detach()[t, i].clone().requires_grad_(True)
+            pi = torch.softmax(x, -1)
+            adv = q[t, i] - (pi.detach() * q[t, i]).sum()
+            for a in range(k):
+                (g,) = torch.autograd.grad(torch.log_softmax(x, -1)[a], x)
+                ref[t, i] += pi[a].detach() * adv[a] * g
+    torch.testing.assert_close(fast, -ref / (t_len * b))  # a loss: minus the mean ascent step
+
+    flat = torch.randn(t_len, b, k, requires_grad=True)
+    same = torch.full((t_len, b, k), 3.0)
+    expected_policy_gradient_loss(torch.softmax(flat, -1), same).backward()
+    assert flat.grad is not None and flat.grad.abs().max() < 1e-7
+
+
+def test_expected_policy_gradient_shapes_and_mask() -> None:
+    with pytest.raises(ValueError, match="probs shape"):
+        expected_policy_gradient_loss(torch.ones(2, 3, 4) / 4, torch.zeros(2, 3, 5))
+    with pytest.raises(ValueError, match=r"\[T, B, K\]"):
+        expected_policy_gradient_loss(torch.ones(2, 4) / 4, torch.zeros(2, 4))
+    probs = torch.softmax(torch.randn(2, 3, 4), -1).requires_grad_(True)
+    q = torch.randn(2, 3, 4)
+    q[1] = float("nan")  # padding
+    mask = torch.tensor([[1, 1, 1], [0, 0, 0]])
+    loss = expected_policy_gradient_loss(probs, q, mask)
+    loss.backward()
+    assert torch.isfinite(loss) and probs.grad is not None and torch.isfinite(probs.grad).all()
+    assert probs.grad[1].abs().max() == 0.0

@@ -10,7 +10,13 @@ leaks memory from one episode into the next.
 Heads: the policy head outputs the raw parameters ``models.distributions.param_shapes`` asks
 for (logits, mean/log-std or Beta concentrations, ``K`` parameter sets for the gated head); the
 value head outputs ``K_v`` values: one for a scalar critic, one per objective for a vector
-critic (V-trace per objective, advantages scalarised after).
+critic (V-trace per objective, advantages scalarised after). An optional action-advantage
+head outputs ``a(x, k)`` for each of the ``K`` discrete choices, from which the learner forms
+``Q(x, k) = w . V(x) + a(x, k)`` (a dueling split, Wang et al. 2016) for its expected discrete
+policy gradient (``IMPALAConfig.discrete_pg = "expected"``). It starts near zero (the policy
+head's small gain), so no choice looks better than another before anything is learned: a head
+that starts with arbitrary ``O(1)`` values pushes the policy consistently toward arbitrary
+choices from the first update. Actors, evaluation and exported policies never read it.
 """
 
 from __future__ import annotations
@@ -137,6 +143,7 @@ class CoreOutput(NamedTuple):
     core_state: tuple[Tensor, ...]  # state after the last step, ([B, H], [B, H]) or ()
     core_outputs: Tensor | None  # [T, B, H] per-step states h_t (for bootstrap values)
     cell_states: Tensor | None  # [T, B, H] per-step c_t
+    action_advantages: Tensor | None = None  # [T, B, K] a(x, k) of the discrete choices
 
 
 def _init_linear(layer: nn.Linear, gain: float) -> nn.Linear:
@@ -159,10 +166,16 @@ class ActorCritic(nn.Module):
         config: ModelConfig,
         num_values: int = 1,
         zones: ZoneStructure | None = None,
+        action_advantages: bool = False,
     ) -> None:
         super().__init__()
         if num_values < 1:
             raise ValueError(f"num_values = {num_values} is invalid: must be >= 1")
+        if action_advantages and action.num_actions < 1:
+            raise ConfigError(
+                "an action-advantage head (IMPALAConfig.discrete_pg = 'expected') needs a discrete "
+                f"choice; this env's actions are {action.kind!r}"
+            )
         if config.structure == "zones" and zones is None:
             raise ConfigError(
                 "model.structure = 'zones' needs an env that declares its zone_structure "
@@ -219,6 +232,16 @@ class ActorCritic(nn.Module):
                 nn.Linear(width, sum(self._sizes.values())), config.policy_init_scale
             )
             self.value = _init_linear(nn.Linear(width, num_values), 1.0)
+        self.action_advantage: nn.Linear | None = None
+        if action_advantages:
+            if tied is not None:
+                raise ConfigError(
+                    "IMPALAConfig.discrete_pg = 'expected' is not available with model.structure "
+                    "= 'zones' (use model.structure = 'mlp')"
+                )
+            self.action_advantage = _init_linear(
+                nn.Linear(width, action.num_actions), config.policy_init_scale
+            )
         if "log_std" in self.shapes:  # start from a moderate exploration noise
             offset = 0
             raw_init = config.init_log_std
@@ -306,12 +329,15 @@ class ActorCritic(nn.Module):
             state = (h, c)
         params, values = self._heads(x)
         params = {k: v.reshape(t_len, b, *v.shape[1:]) for k, v in params.items()}
+        head = self.action_advantage
+        q = None if head is None else head(x).reshape(t_len, b, -1)
         return CoreOutput(
             params,
             values.reshape(t_len, b, -1),
             state,
             hs if return_core_states else None,
             cs if return_core_states else None,
+            q,
         )
 
     def values_after(self, obs: Tensor, core_state: tuple[Tensor, ...]) -> Tensor:

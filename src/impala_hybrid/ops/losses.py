@@ -28,7 +28,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["baseline_loss", "clipped_surrogate_loss", "entropy_loss", "policy_gradient_loss"]
+__all__ = [
+    "baseline_loss",
+    "clipped_surrogate_loss",
+    "entropy_loss",
+    "expected_policy_gradient_loss",
+    "policy_gradient_loss",
+]
 
 
 def _zero_invalid(x: Tensor, mask: Tensor | None) -> Tensor:
@@ -148,3 +154,37 @@ def clipped_surrogate_loss(
     ratio = torch.exp(log_ratio.clamp(-20.0, 20.0))
     surrogate = torch.minimum(ratio * advantages, ratio.clamp(1.0 - eps, 1.0 + eps) * advantages)
     return _masked_mean(-surrogate, mask)
+
+
+def expected_policy_gradient_loss(
+    probs: Tensor, action_values: Tensor, mask: Tensor | None = None
+) -> Tensor:
+    """``mean_valid(-sum_k pi(k|x_t) (Q(x_t, k) - sum_j pi(j|x_t) Q(x_t, j)))``, ``Q`` and the
+    baseline detached: the *expected* ("all-action") policy gradient of a discrete choice.
+
+    Its gradient is ``sum_k pi(k|x) A(x, k) grad log pi(k|x)`` with ``A(x, k) = Q(x, k) -
+    sum_j pi(j|x) Q(x, j)`` (the policy-gradient theorem summed over actions instead of
+    sampled, Sutton et al. 2000 eq. 2; "Mean Actor-Critic", Allen et al. 2017): the expectation
+    of the sampled gradient ``A(x, a) grad log pi(a|x)`` over ``a ~ pi``, with none of its
+    sampling variance. Every choice's logit moves on every step, by how much better than the
+    policy's average that choice is estimated to be; the sampled gradient moves only the
+    logit of the choice that was taken, by one noisy return. Why the learner offers it: on the
+    UAV env the transfer choice matters on few steps and its sampled advantage is drowned by
+    the return's variance (issue 8, docs/results.md).
+
+    Args:
+      probs: ``[T, B, K]`` ``pi(k|x_t)`` of the learner policy (the gradient flows through it).
+      action_values: ``[T, B, K]`` estimates ``Q(x_t, k)``, detached inside.
+      mask: optional ``[T, B]``.
+
+    Returns:
+      Scalar loss.
+    """
+    _check_same_shape("probs", probs, "action_values", action_values)
+    if probs.dim() != 3:
+        raise ValueError(f"expected [T, B, K] probabilities, got shape {tuple(probs.shape)}")
+    q = _zero_invalid(action_values.detach(), mask)
+    probs = _zero_invalid(probs, mask)
+    advantages = q - (probs.detach() * q).sum(-1, keepdim=True)  # [T, B, K]
+    per_step = (probs * advantages).sum(-1)  # [T, B]
+    return _masked_mean(-_zero_invalid(per_step, mask), mask)

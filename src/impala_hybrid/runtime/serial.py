@@ -61,7 +61,14 @@ def build_model(cfg: TrainConfig, env: Any, num_values: int) -> ActorCritic:
     )
     raw = getattr(env, "zone_structure", None)  # declared by envs with interchangeable zones
     zones = ZoneStructure(**raw) if raw is not None else None
-    return ActorCritic(obs_dim(env.single_observation_space), spec, cfg.model, num_values, zones)
+    return ActorCritic(
+        obs_dim(env.single_observation_space),
+        spec,
+        cfg.model,
+        num_values,
+        zones,
+        action_advantages=cfg.algo.discrete_pg == "expected",
+    )
 
 
 def build(cfg: TrainConfig) -> tuple[Any, Learner, Actor]:

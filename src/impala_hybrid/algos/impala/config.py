@@ -37,7 +37,17 @@ class IMPALAConfig:
         "joint", "hybrid ratios: clip the joint product or each component",
         choices=("joint", "per_component"),
     )  # fmt: skip
-    baseline_coef: float = spec(0.5, "weight of the value loss", lo=0.0)
+    discrete_pg: str = spec(
+        "sampled", "policy gradient of the discrete choice: sampled (the taken action's "
+        "advantage, as in the paper) or expected (every choice weighted by its probability and "
+        "its advantage Q(x, k) - sum_j pi(j) Q(x, j) from a learned action-advantage head; "
+        "ops.losses.expected_policy_gradient_loss)",
+        choices=("sampled", "expected"),
+    )  # fmt: skip
+    baseline_coef: float = spec(
+        0.5, "weight of the value loss (and of the action-value loss with discrete_pg = "
+        "expected)", lo=0.0,
+    )  # fmt: skip
     entropy_coef: float = spec(0.01, "entropy bonus weight at the start", lo=0.0)
     entropy_coef_discrete: float | None = spec(
         None, "hybrid actions: entropy weight of the discrete part (null: entropy_coef); "
@@ -46,6 +56,18 @@ class IMPALAConfig:
     entropy_coef_continuous: float | None = spec(
         None, "hybrid actions: entropy weight of the continuous part (null: entropy_coef)",
         lo=0.0,
+    )  # fmt: skip
+    target_entropy_discrete: float | None = spec(
+        None, "hybrid actions: adapt the discrete part's entropy weight (starting from its "
+        "coefficient above) so that its mean entropy tracks this target in nats, at most "
+        "log K (SAC's automatic temperature, per component); null: a fixed weight",
+    )  # fmt: skip
+    target_entropy_continuous: float | None = spec(
+        None, "hybrid actions: the same for the continuous part (nats; may be negative)"
+    )
+    target_entropy_lr: float = spec(
+        0.01, "step size of the log entropy weights toward their targets, per learner step",
+        lo=0.0, lo_open=True,
     )  # fmt: skip
     entropy_coef_final: float | None = spec(
         None, "entropy weight at the end (linear schedule); null keeps it constant", lo=0.0

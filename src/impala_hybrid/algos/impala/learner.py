@@ -33,11 +33,16 @@ from torch import Tensor
 
 from impala_hybrid.algos.impala.config import IMPALAConfig
 from impala_hybrid.models.actor_critic import ActorCritic
-from impala_hybrid.models.distributions import ActionDistribution, HybridAction
+from impala_hybrid.models.distributions import (
+    ActionDistribution,
+    CategoricalDistribution,
+    HybridAction,
+)
 from impala_hybrid.ops.losses import (
     baseline_loss,
     clipped_surrogate_loss,
     entropy_loss,
+    expected_policy_gradient_loss,
     policy_gradient_loss,
 )
 from impala_hybrid.ops.vtrace import VTraceReturns, vtrace
@@ -64,6 +69,8 @@ class Forward(NamedTuple):
     dist: ActionDistribution[Any]  # policy at the first T observations
     target_logp: Tensor  # [T, B, C] per-component log pi(a_t | x_t) (graph attached)
     final_values: Tensor  # [T, B, K] V(final observation) where truncated, else 0 (detached)
+    action_values: Tensor | None  # [T, B, A] Q(x_t, k) = w . V(x_t) + a(x_t, k), if the head exists
+    chosen_action_values: Tensor | None  # [T, B] Q(x_t, k_t) of the taken choices
 
 
 class Targets(NamedTuple):
@@ -75,12 +82,15 @@ class Targets(NamedTuple):
     # normalised if configured
     popart_mu: Tensor  # [K] PopArt statistics including this batch (the current ones if off)
     popart_nu: Tensor
+    q_scalar: Tensor  # [T, B] w . q_s: the regression target of Q(x_s, k_s)
+    adv_scale: Tensor  # [] what A_s was divided by (1 without normalisation)
 
 
 class Losses(NamedTuple):
     loss: Tensor
     pg: Tensor
     baseline: Tensor
+    action_value: Tensor  # 0 without the action-advantage head
     entropy: Tensor
     entropy_parts: Tensor  # [T, B, C]
 
@@ -136,16 +146,57 @@ class Learner:
         # Per-component entropy coefficients of a hybrid policy (discrete, continuous), scaled
         # by entropy_coef's schedule: with one coefficient the continuous entropy (unbounded
         # below) and the discrete one (at most log K) trade against each other in one sum.
+        # A component with a target entropy has an adaptive weight instead (see
+        # :meth:`_adapt_entropy`): its log is a learner state, saved in checkpoints.
+        if (config.discrete_pg == "expected") != (model.action_advantage is not None):
+            raise ConfigError(
+                f"IMPALAConfig.discrete_pg = {config.discrete_pg!r} needs a model "
+                + ("with" if config.discrete_pg == "expected" else "without")
+                + " an action-advantage head (build it with runtime.serial.build_model)"
+            )
         self._entropy_coefs: Tensor | None = None
-        if config.entropy_coef_discrete is not None or config.entropy_coef_continuous is not None:
+        targets = (config.target_entropy_discrete, config.target_entropy_continuous)
+        self._entropy_targets = torch.tensor([math.nan if t is None else t for t in targets])
+        self._adaptive = ~torch.isnan(self._entropy_targets)  # [2]
+        per_component = (config.entropy_coef_discrete, config.entropy_coef_continuous)
+        if any(c is not None for c in per_component) or bool(self._adaptive.any()):
             if model.action.num_parts != 2:
-                raise ConfigError(
-                    "IMPALAConfig.entropy_coef_discrete/entropy_coef_continuous are for hybrid "
-                    f"actions; this env's actions are {model.action.kind!r}: use entropy_coef"
+                names = (
+                    "entropy_coef_discrete/entropy_coef_continuous"
+                    if any(c is not None for c in per_component)
+                    else "target_entropy_discrete/target_entropy_continuous"
                 )
-            parts = (config.entropy_coef_discrete, config.entropy_coef_continuous)
+                raise ConfigError(
+                    f"IMPALAConfig.{names} are for hybrid actions; this env's actions are "
+                    f"{model.action.kind!r}: use entropy_coef"
+                )
             self._entropy_coefs = torch.tensor(
-                [config.entropy_coef if c is None else c for c in parts]
+                [config.entropy_coef if c is None else c for c in per_component]
+            )
+            self._check_entropy_targets(model)
+        # log of the adaptive weights (only the adaptive components' entries are used)
+        coefs = self._entropy_coefs if self._entropy_coefs is not None else torch.ones(2)
+        self.entropy_log_coefs = coefs.clamp(min=1e-30).log()
+
+    def _check_entropy_targets(self, model: ActorCritic) -> None:
+        assert self._entropy_coefs is not None
+        cfg = self.config
+        names = ("target_entropy_discrete", "target_entropy_continuous")
+        coef_names = ("entropy_coef_discrete", "entropy_coef_continuous")
+        for i in range(2):
+            if not bool(self._adaptive[i]):
+                continue
+            if not float(self._entropy_coefs[i]) > 0.0:
+                raise ConfigError(
+                    f"IMPALAConfig.{names[i]} adapts the weight from its starting value, which "
+                    f"must be > 0 (IMPALAConfig.{coef_names[i]} or entropy_coef is 0)"
+                )
+        top = math.log(model.action.num_actions)
+        if cfg.target_entropy_discrete is not None and cfg.target_entropy_discrete > top:
+            raise ConfigError(
+                f"IMPALAConfig.target_entropy_discrete = {cfg.target_entropy_discrete!r} is "
+                f"invalid: a choice among {model.action.num_actions} actions has at most "
+                f"log {model.action.num_actions} = {top:.4f} nats; allowed range (-inf, {top:.4f}]"
             )
 
     @property
@@ -164,6 +215,7 @@ class Learner:
                 "nu": self.popart_nu.clone(),
                 "updates": self.popart_updates,
             },
+            "entropy_log_coefs": self.entropy_log_coefs.clone(),
             "scales": {"lr": self.lr_scale, "entropy_coef": self.entropy_scale},
         }
 
@@ -178,6 +230,9 @@ class Learner:
             self.popart_mu.copy_(popart["mu"])
             self.popart_nu.copy_(popart["nu"])
             self.popart_updates = int(popart["updates"])
+        log_coefs = state.get("entropy_log_coefs")  # absent before target entropies existed
+        if log_coefs is not None:
+            self.entropy_log_coefs.copy_(log_coefs)
         scales = state.get("scales", {})  # absent in checkpoints written before the scales
         self.lr_scale = float(scales.get("lr", 1.0))
         self.entropy_scale = float(scales.get("entropy_coef", 1.0))
@@ -204,11 +259,16 @@ class Learner:
         tg = self.targets(b, fwd)
         ls = self.losses(fwd, tg, ent_coef)
         finite, grad_norm = self.apply(ls.loss, tg)
+        if finite:
+            self._adapt_entropy(ls.entropy_parts)
         if self.model.obs_norm is not None:  # after the update: see models/normalization.py
             self.model.obs_norm.update(b.obs[:-1])
         self.samples += b.unroll_length * b.batch_size if env_steps is None else env_steps
         metrics = self._metrics(b, fwd, tg, ls, finite, grad_norm)
         metrics.update(lr=lr, entropy_coef=ent_coef)
+        if self._entropy_coefs is not None:  # the weights the next update uses
+            coefs = self.entropy_coefs(ent_coef).tolist()
+            metrics.update(entropy_coef_discrete=coefs[0], entropy_coef_continuous=coefs[1])
         return metrics
 
     # --- stages ---
@@ -235,7 +295,13 @@ class Learner:
                 state = (out.core_outputs[idx], out.cell_states[idx])
             with torch.no_grad():
                 final_values[idx] = self.model.values_after(b.final_obs[idx], state) * sigma + mu
-        return Forward(values, dist, target_logp, final_values)
+        q = chosen = None
+        if out.action_advantages is not None:  # Q = w . V + a, V detached (dueling split)
+            base = values[:t_len].detach() @ self.reward_weights
+            q = base[..., None] + out.action_advantages[:t_len]
+            k = b.actions.discrete if isinstance(b.actions, HybridAction) else b.actions
+            chosen = q.gather(-1, k.long()[..., None])[..., 0]
+        return Forward(values, dist, target_logp, final_values, q, chosen)
 
     def targets(self, b: Batch, fwd: Forward) -> Targets:
         """V-trace targets (eq. 1) and the scalar policy-gradient advantages ``[T, B]``.
@@ -277,12 +343,15 @@ class Learner:
         if cfg.popart:
             mu, nu = self._popart_statistics(vt.vs)
         sigma = _sigma(mu, nu)
+        scale = torch.ones((), device=adv.device)
         if cfg.normalize_advantages:
-            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+            scale = adv.std() + 1e-8
+            adv = (adv - adv.mean()) / scale
         elif cfg.popart:  # scale-free advantages: divide by the scale of w . V (Hessel 2019)
-            adv = adv / (w.square() @ sigma.square()).sqrt()
+            scale = (w.square() @ sigma.square()).sqrt()
+            adv = adv / scale
         weighted = adv if cfg.pg_clip_eps is not None else vt.pg_rhos * adv
-        return Targets(vt, log_rhos, weighted, mu, nu)
+        return Targets(vt, log_rhos, weighted, mu, nu, vt.q_estimate @ w, scale)
 
     def losses(self, fwd: Forward, tg: Targets, ent_coef: float) -> Losses:
         """Policy-gradient, baseline and entropy losses (``ops.losses``) and their sum.
@@ -296,12 +365,20 @@ class Learner:
         t_len = tg.advantages.shape[0]
         entropy_parts = fwd.dist.entropy_parts()  # [T, B, C]; once: the quadrature is not free
         entropy = entropy_parts.sum(-1)
+        # The sampled policy gradient covers every component, or with discrete_pg = expected
+        # only the continuous one (the discrete choice gets the expected gradient below).
+        sampled = slice(None) if fwd.action_values is None else slice(1, None)
+        log_pi = fwd.target_logp[..., sampled].sum(-1)
         if cfg.pg_clip_eps is None:
-            pg_loss = policy_gradient_loss(fwd.target_logp.sum(-1), tg.advantages)
+            pg_loss = policy_gradient_loss(log_pi, tg.advantages)
         else:  # ratio to the behaviour policy, gradient through log pi
-            log_pi = fwd.target_logp.sum(-1)
-            log_mu = log_pi.detach() - tg.log_rhos.sum(-1)
+            log_mu = log_pi.detach() - tg.log_rhos[..., sampled].sum(-1)
             pg_loss = clipped_surrogate_loss(log_pi - log_mu, tg.advantages, cfg.pg_clip_eps)
+        q_loss = torch.zeros((), device=entropy.device)
+        if fwd.action_values is not None:
+            pg_loss = pg_loss + self._expected_discrete_pg(fwd, tg)
+            assert fwd.chosen_action_values is not None
+            q_loss = baseline_loss(tg.q_scalar, fwd.chosen_action_values)
         values, vs = fwd.values[:t_len], tg.vtrace.vs
         if cfg.popart:  # normalised by the statistics updated with this batch (PopArt Alg. 1)
             sigma = _sigma(tg.popart_mu, tg.popart_nu)
@@ -309,13 +386,48 @@ class Learner:
         v_loss = baseline_loss(vs, values)
         ent_loss = entropy_loss(entropy)
         if self._entropy_coefs is not None and entropy_parts.shape[-1] == 2:  # hybrid
-            scale = ent_coef / cfg.entropy_coef if cfg.entropy_coef > 0 else 1.0
-            weighted = entropy_parts @ (self._entropy_coefs.to(entropy.device) * scale)
-            ent_term = entropy_loss(weighted)
+            coefs = self.entropy_coefs(ent_coef).to(entropy.device)
+            ent_term = entropy_loss(entropy_parts @ coefs)
         else:
             ent_term = ent_coef * ent_loss
-        loss = pg_loss + cfg.baseline_coef * v_loss + ent_term
-        return Losses(loss, pg_loss, v_loss, ent_loss, entropy_parts)
+        loss = pg_loss + cfg.baseline_coef * (v_loss + q_loss) + ent_term
+        return Losses(loss, pg_loss, v_loss, q_loss, ent_loss, entropy_parts)
+
+    def _expected_discrete_pg(self, fwd: Forward, tg: Targets) -> Tensor:
+        """``ops.losses.expected_policy_gradient_loss`` of the discrete choice, with the
+        advantages ``Q(x, k) - sum_j pi(j) Q(x, j)`` divided by the same scale as the sampled
+        advantages (so both parts of a hybrid policy move at comparable rates)."""
+        assert fwd.action_values is not None
+        choice = getattr(fwd.dist, "discrete", fwd.dist)  # a hybrid's part, or the whole
+        assert isinstance(choice, CategoricalDistribution)
+        probs = choice.probs
+        return expected_policy_gradient_loss(probs, fwd.action_values.detach() / tg.adv_scale)
+
+    def entropy_coefs(self, ent_coef: float) -> Tensor:
+        """``[2]`` entropy weights of a hybrid policy's (discrete, continuous) parts: the fixed
+        ones follow ``entropy_coef``'s schedule in proportion, the adaptive ones are
+        ``exp(entropy_log_coefs)`` and follow no schedule (their target does that work)."""
+        assert self._entropy_coefs is not None
+        cfg = self.config
+        scale = ent_coef / cfg.entropy_coef if cfg.entropy_coef > 0 else 1.0
+        return torch.where(
+            self._adaptive, self.entropy_log_coefs.exp(), self._entropy_coefs * scale
+        )
+
+    @torch.no_grad()
+    def _adapt_entropy(self, entropy_parts: Tensor) -> None:
+        """One step of SAC's temperature adjustment (Haarnoja et al. 2018, "Soft Actor-Critic
+        Algorithms and Applications", eq. 18), per component ``c``: gradient descent on
+        ``J(alpha_c) = alpha_c (H_c - target_c)`` in ``log alpha_c``, whose gradient is
+        ``alpha_c (H_c - target_c)``; we take the sign-preserving, scale-free form
+        ``log alpha_c += lr (target_c - H_c)`` so the step does not shrink with alpha. The
+        weight grows while the batch's mean entropy ``H_c`` is below its target and shrinks
+        while above, so each component settles at its own entropy, whatever the other's."""
+        if not bool(self._adaptive.any()):
+            return
+        mean = entropy_parts.detach().mean(dim=(0, 1)).cpu()  # [2]
+        step = self.config.target_entropy_lr * (self._entropy_targets - mean)
+        self.entropy_log_coefs += torch.where(self._adaptive, step, torch.zeros_like(step))
 
     def apply(self, loss: Tensor, tg: Targets) -> tuple[bool, float]:
         """Backward, global-norm clip, and the optimizer step unless anything is non-finite
@@ -399,6 +511,7 @@ class Learner:
                 "loss": ls.loss.item(),
                 "loss_pg": ls.pg.item(),
                 "loss_baseline": ls.baseline.item(),
+                "loss_action_value": ls.action_value.item(),
                 "loss_entropy": ls.entropy.item(),
                 "entropy": entropy.mean().item(),
                 "rho_mean": vt.rhos.mean().item(),
