@@ -77,6 +77,24 @@ def test_killed_actor_is_recreated_and_the_budget_is_consumed() -> None:
     assert all(r["policy_lag_mean"] >= 0.0 for r in records)
 
 
+def test_an_env_exception_recreates_the_actor_and_says_why() -> None:
+    """Every actor's env raises after 10 unrolls: the call fails with the env's exception
+    (not a dead process), the actor is re-created, and the run reaches its budget."""
+    cfg = dataclasses.replace(
+        uav(total_steps=8 * 8 * 25, num_actors=1, envs_per_actor=8),
+        env="tests.runtime.crashing_env:make", env_kwargs={"crash_after": 80},
+    )  # fmt: skip
+    reports: list[str] = []
+    run = RayRun(cfg, report=reports.append)
+    try:
+        while not run.done:
+            run.step()
+    finally:
+        run.close()
+    assert run.learner.version == 25 and run.restarts == [2]
+    assert reports[0].startswith("actor 0 died (RuntimeError: boom: the env crashed)")
+
+
 def test_max_policy_lag_drops_stale_unrolls() -> None:
     """With lag 0 allowed, every batch trained on was made by the current weights: the
     second call queued on each actor carries the weights before the update, so some go."""

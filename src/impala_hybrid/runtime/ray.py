@@ -222,7 +222,7 @@ class RayRun(AsyncRun):
             for a in range(rc.num_actors):
                 self._start(a)
         except BaseException:
-            self._shutdown_ray()
+            self._stop()
             raise
 
     def _check_resources(self) -> None:
@@ -242,12 +242,14 @@ class RayRun(AsyncRun):
     def _start(self, a: int) -> None:
         """(Re-)create actor ``a`` and fill its in-flight calls."""
         seed = _actor_seed(self.cfg, a, self.restarts[a])
-        opts = {"num_cpus": self.cfg.ray.actor_cpus, "max_restarts": 0, "name": None}
+        # max_restarts=0: we re-create it ourselves, with a new seed (see the module doc)
+        opts = {"num_cpus": self.cfg.ray.actor_cpus, "max_restarts": 0}
         self.workers[a] = self._remote.options(**opts).remote(self.cfg, seed)
         self.held[a] = 0
         self._fill(a)
 
     def _restart(self, a: int, error: BaseException) -> None:
+        error = getattr(error, "cause", None) or error  # a RayTaskError's own exception
         if self.restarts[a] >= self.cfg.ray.max_restarts:
             raise RuntimeError(
                 f"actor {a} died {self.restarts[a] + 1} times (last: {_first_line(error)})"
@@ -376,13 +378,14 @@ class RayRun(AsyncRun):
                 f"{self.cfg.algo.unroll_length} steps; overhead {c.per_call_ms():.1f} ms a call, "
                 f"{100 * c.overhead_frac():.1f}% of its time; {c.puts} weights versions put"
             )
-        for worker in self.workers:
+        self._stop()
+
+    def _stop(self) -> None:
+        """Kill the actors, and shut Ray down if this run started it."""
+        for worker in getattr(self, "workers", []):
             if worker is not None:
                 self.ray.kill(worker)
-        self.pending.clear()
-        self._shutdown_ray()
-
-    def _shutdown_ray(self) -> None:
+        self.pending = {}
         if self._owns_ray and self.ray.is_initialized():
             self.ray.shutdown()
 
