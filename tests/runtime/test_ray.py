@@ -96,9 +96,12 @@ def test_an_env_exception_recreates_the_actor_and_says_why() -> None:
 
 
 def test_max_policy_lag_drops_stale_unrolls() -> None:
-    """With lag 0 allowed, every batch trained on was made by the current weights: the
-    second call queued on each actor carries the weights before the update, so some go."""
-    cfg = uav(total_steps=8 * 8 * 12, num_actors=2, envs_per_actor=4, max_policy_lag=0)
+    """With lag 0 allowed, every batch trained on was made by the current weights. One actor
+    with a batch per unroll and 2 unrolls in flight: the call queued behind the one trained
+    on carries the weights before the update, and the actor runs its calls in order, so
+    that unroll reaches the learner first and is dropped (one actor: with two, one could
+    start so late under load that the other alone fed the whole run, dropping nothing)."""
+    cfg = uav(total_steps=8 * 8 * 12, num_actors=1, envs_per_actor=8, max_policy_lag=0)
     result = train_ray(cfg)
     assert result.learner.version == 12
     assert max(r["policy_lag_max"] for r in result.history) == 0.0
