@@ -64,10 +64,18 @@ class RunningObsNorm(nn.Module):
     @torch.no_grad()
     def update(self, obs: Tensor) -> None:
         """Merge the rows of ``obs [..., F]`` into the statistics."""
-        x = obs.reshape(-1, self.mean.shape[0]).float()
-        mean, var, count = merge_moments(
-            self.mean, self.var, self.count, x.mean(0), x.var(0, unbiased=False), x.shape[0]
-        )
+        x = self.rows(obs)
+        self.merge(x.mean(0), x.var(0, unbiased=False), x.shape[0])
+
+    def rows(self, obs: Tensor) -> Tensor:
+        """``obs [..., F]`` as float32 rows ``[N, F]``."""
+        return obs.reshape(-1, self.mean.shape[0]).float()
+
+    @torch.no_grad()
+    def merge(self, batch_mean: Tensor, batch_var: Tensor, n: int) -> None:
+        """Merge a batch's moments (population variance) of ``n`` rows into the statistics
+        (the batch may be spread over several learners: ``algos/comm.py``)."""
+        mean, var, count = merge_moments(self.mean, self.var, self.count, batch_mean, batch_var, n)
         self.mean.copy_(mean)
         self.var.copy_(var)
         self.count.copy_(count)

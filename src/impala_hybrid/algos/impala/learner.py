@@ -21,6 +21,14 @@ weights; everything about learning is here and in ``ops/``:
 5. Global-norm gradient clipping, optimizer step, linear schedules on the fraction of the
    sample budget consumed. A non-finite loss or gradient skips the update and says so in the
    metrics instead of corrupting the weights.
+
+Synchronous multi-learner training (K learners, each on a shard of the batch) changes no
+stage: the learner is given a :class:`~impala_hybrid.algos.comm.TorchDistComm` instead of
+the default single-process :class:`~impala_hybrid.algos.comm.Comm`, and every reduction over
+the batch that is not a loss mean goes through it (gradient average before clipping, the
+skip decision, advantage, PopArt, entropy and observation statistics, env-step counts), so
+each rank makes the update one learner would make on the combined batch. The metrics are
+the rank's own shard's, except ``grad_norm``, ``skipped`` and the counters (global).
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from impala_hybrid.algos.comm import Comm
 from impala_hybrid.algos.impala.config import IMPALAConfig
 from impala_hybrid.models.actor_critic import ActorCritic
 from impala_hybrid.models.distributions import (
@@ -112,10 +121,15 @@ class Learner:
         total_samples: int | None = None,
         reward_weights: Tensor | None = None,
         device: torch.device | str = "cpu",
+        comm: Comm | None = None,
     ) -> None:
+        """``comm``: the other learners of a synchronous multi-learner step (default: none);
+        rank 0's initial weights are broadcast to the others."""
         self.config = config
+        self.comm = comm if comm is not None else Comm()
         self.device = torch.device(device)
         self.model = model.to(self.device)
+        self.comm.broadcast(list(self.model.state_dict().values()))
         self.total_samples = total_samples
         k = model.num_values
         if reward_weights is None:
@@ -261,9 +275,13 @@ class Learner:
         finite, grad_norm = self.apply(ls.loss, tg)
         if finite:
             self._adapt_entropy(ls.entropy_parts)
-        if self.model.obs_norm is not None:  # after the update: see models/normalization.py
-            self.model.obs_norm.update(b.obs[:-1])
-        self.samples += b.unroll_length * b.batch_size if env_steps is None else env_steps
+        norm = self.model.obs_norm
+        if norm is not None:  # after the update: see models/normalization.py
+            x = norm.rows(b.obs[:-1])
+            c = self.comm
+            norm.merge(c.mean(x, 0), c.var(x, 0, unbiased=False), c.count(x.shape[0]))
+        fresh = b.unroll_length * b.batch_size if env_steps is None else env_steps
+        self.samples += self.comm.count(fresh)
         metrics = self._metrics(b, fwd, tg, ls, finite, grad_norm)
         metrics.update(lr=lr, entropy_coef=ent_coef)
         if self._entropy_coefs is not None:  # the weights the next update uses
@@ -345,8 +363,8 @@ class Learner:
         sigma = _sigma(mu, nu)
         scale = torch.ones((), device=adv.device)
         if cfg.normalize_advantages:
-            scale = adv.std() + 1e-8
-            adv = (adv - adv.mean()) / scale
+            scale = self.comm.std(adv) + 1e-8
+            adv = (adv - self.comm.mean(adv)) / scale
         elif cfg.popart:  # scale-free advantages: divide by the scale of w . V (Hessel 2019)
             scale = (w.square() @ sigma.square()).sqrt()
             adv = adv / scale
@@ -425,7 +443,7 @@ class Learner:
         while above, so each component settles at its own entropy, whatever the other's."""
         if not bool(self._adaptive.any()):
             return
-        mean = entropy_parts.detach().mean(dim=(0, 1)).cpu()  # [2]
+        mean = self.comm.mean(entropy_parts.detach(), (0, 1)).cpu()  # [2]
         step = self.config.target_entropy_lr * (self._entropy_targets - mean)
         self.entropy_log_coefs += torch.where(self._adaptive, step, torch.zeros_like(step))
 
@@ -441,6 +459,11 @@ class Learner:
         gradient in ``W'`` (and ``b'``) is the old one times ``sigma_new / sigma_old``, and the
         gradient reaching the trunk is the same in both. So: scale those two gradients,
         rescale the layer, step.
+
+        With several learners the gradients are averaged (weighted by each shard's sample
+        count) before the clip, so every rank clips and applies the same gradient, and the
+        step is skipped everywhere if any rank's loss is non-finite (a non-finite gradient
+        anywhere makes the averaged one non-finite on every rank).
         """
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -451,10 +474,12 @@ class Learner:
             if layer.weight.grad is not None and layer.bias.grad is not None:
                 layer.weight.grad.mul_(ratio[:, None])
                 layer.bias.grad.mul_(ratio)
+        self.comm.average_gradients(self.model.parameters(), tg.advantages.numel())
         grad_norm = torch.nn.utils.clip_grad_norm_(
             self.model.parameters(), self.config.max_grad_norm
         )
-        finite = bool(torch.isfinite(loss).item()) and bool(torch.isfinite(grad_norm).item())
+        finite = self.comm.all(bool(torch.isfinite(loss).item()))
+        finite = finite and bool(torch.isfinite(grad_norm).item())
         if finite:
             if popart:
                 self._commit_popart(tg.popart_mu, tg.popart_nu)
@@ -473,8 +498,8 @@ class Learner:
         batch's outright, so the scale is right from the start, not after ``1 / beta``)."""
         flat = vs.reshape(-1, vs.shape[-1]) if vs.dim() == 3 else vs.reshape(-1, 1)
         beta = 1.0 if self.popart_updates == 0 else self.config.popart_beta
-        mu = torch.lerp(self.popart_mu, flat.mean(0), beta)
-        nu = torch.lerp(self.popart_nu, flat.square().mean(0), beta)
+        mu = torch.lerp(self.popart_mu, self.comm.mean(flat, 0), beta)
+        nu = torch.lerp(self.popart_nu, self.comm.mean(flat.square(), 0), beta)
         return mu, nu
 
     @torch.no_grad()
