@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from impala_hybrid.algos.impala.config import IMPALAConfig
 from impala_hybrid.algos.impala.learner import Learner
 from impala_hybrid.experiments.spec import TrainConfig
 from impala_hybrid.models.actor_critic import ModelConfig
+from impala_hybrid.runtime.ray import free_port
 from impala_hybrid.runtime.serial import build
 from impala_hybrid.types import Batch
 
@@ -63,12 +63,6 @@ CASES: dict[str, tuple[TrainConfig, list[list[int]]]] = {
         [[0, 2, 3], [1]],
     ),
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _batch(cfg: TrainConfig) -> Batch:
@@ -140,7 +134,7 @@ def _rank(rank: int, port: int, out: str, batches: dict[str, Batch]) -> None:
 
 
 def _run_pair(tmp_path: Path, batches: dict[str, Batch]) -> list[dict[str, Any]]:
-    mp.spawn(_rank, args=(_free_port(), str(tmp_path), batches), nprocs=2, join=True)
+    mp.spawn(_rank, args=(free_port(), str(tmp_path), batches), nprocs=2, join=True)
     return [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
 
 

@@ -121,6 +121,34 @@ def test_max_restarts_ends_the_run() -> None:
         run.close()
 
 
+def test_two_learners_make_the_update_of_one_on_the_whole_batch() -> None:
+    """``ray.learners = 2``: the driver and a learner actor each step on half of every batch.
+    The first update is the serial runtime's (one learner on the whole, same, batch) to float
+    tolerance, and after loading another learner's state both ranks still hold the very same
+    weights (the peer loaded it too)."""
+    cfg = uav(total_steps=64, num_actors=1, envs_per_actor=8, learners=2)
+    serial = train_serial(cfg)
+    run = RayRun(cfg)
+    try:
+        run.step()
+        assert run.learner.version == 1 and run.learner.samples == serial.learner.samples == 64
+        want = serial.learner.model.state_dict()
+        for key, value in run.learner.model.state_dict().items():
+            torch.testing.assert_close(value, want[key], rtol=1e-4, atol=1e-5, msg=key)
+        other = train_serial(dataclasses.replace(cfg, seed=1, total_steps=128)).learner
+        state = run.state_dict()
+        state["learner"] = other.state_dict()
+        run.load_state_dict(state)
+        assert run.learner.version == 2
+        run.step()
+        peer = ray.get(run.peers[0].weights.remote())
+        for a, b in zip(peer, run.learner.model.state_dict().values(), strict=True):
+            assert torch.equal(a, b)
+    finally:
+        run.close()
+    assert not torch.distributed.is_initialized()  # the group was left at close
+
+
 def test_cli_runtime_ray_writes_the_run_directory_and_resumes(tmp_path: Path) -> None:
     out = tmp_path / "r"
     tiny = [
@@ -166,6 +194,12 @@ def test_layout_errors_name_the_field() -> None:
         RayRun(uav(64, num_actors=1, envs_per_actor=4, unrolls_in_flight=1))
     with pytest.raises(ConfigError, match=r"num_actors \* actor_cpus = 3 \* 1 = 3 CPUs"):
         RayRun(uav(64, num_actors=3))  # would wait forever for a third CPU
+    with pytest.raises(ConfigError, match=r"RayConfig\.learners = 0 is invalid: allowed range"):
+        RayConfig(learners=0)
+    with pytest.raises(ConfigError, match=r"RayConfig\.learners = 9 is invalid: .* \[1, "):
+        RayRun(uav(64, learners=9))  # B = 8 unrolls
+    with pytest.raises(ConfigError, match=r"plus \(learners - 1\) \* learner_cpus = 1 \* 1"):
+        RayRun(uav(64, num_actors=2, learners=2))
 
 
 def test_missing_ray_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -60,6 +60,13 @@ class RayConfig:
         None, "drop unrolls produced more than this many updates ago (off if null)", lo=0
     )
     max_restarts: int = spec(10, "actor re-creations allowed before the run fails", lo=0)
+    learners: int = spec(
+        1, "synchronous learners: the driver's and learners - 1 Ray actors, each stepping on "
+        "a shard of every batch and all-reducing gradients (torch.distributed, gloo)", lo=1,
+    )  # fmt: skip
+    learner_cpus: float = spec(
+        1.0, "CPUs Ray reserves for each learner actor beyond the driver's", lo=0.0, lo_open=True
+    )
 
     def __post_init__(self) -> None:
         validate(self)

@@ -60,6 +60,10 @@ class AsyncRun(Budget):
         """The learner was restored from a checkpoint (default: publish as after a step)."""
         self._after_update()
 
+    def _learn(self, batch: Batch, env_steps: int) -> dict[str, float]:
+        """One update on ``batch`` (default: the one learner; several: each on a shard)."""
+        return self.learner.step(batch, env_steps=env_steps)
+
     def _extra_metrics(self) -> dict[str, float]:
         """The runtime's own fields of a progress record."""
         return {}
@@ -76,7 +80,7 @@ class AsyncRun(Budget):
         fresh = batch.unroll_length * batch.batch_size
         if self.replay is not None:
             batch = self.replay.mix(batch)
-        metrics = self.learner.step(batch, env_steps=fresh)
+        metrics = self._learn(batch, fresh)
         self._after_update()
         self._receive(0.0)  # pick up returns reported meanwhile
         new_returns, self._new_returns = self._new_returns, []

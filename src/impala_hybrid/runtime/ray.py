@@ -39,13 +39,30 @@ Wiring (one Ray actor per ``a = 0..A-1``; everything the processes exchange)::
     shutdown: ``ray.kill`` each actor; ``ray.shutdown`` if this run started Ray itself
     (``address = null``), never when it joined a cluster or found Ray initialised.
 
+Synchronous multi-learner (``RayConfig.learners = K > 1``): the driver's learner is rank 0
+of a gloo process group; ranks ``1..K-1`` are Ray actors (:class:`LearnerWorker`, one
+``learner_cpus`` each), each holding a :class:`Learner` of the same config with a
+:class:`~impala_hybrid.algos.comm.TorchDistComm`::
+
+    driver: Batch [T, B] -> K column shards (B / K unrolls each, the first ones to rank 0)
+    peer.step.remote(shard k, its env steps)  ---->  LearnerWorker k: Learner.step
+    Learner.step(shard 0) in the driver       <--->  gradient, statistics and skip decision
+                                                     all-reduced (algos/comm.py)
+    ray.get(the peers' calls)                 <----  done (their weights equal rank 0's)
+
+Every rank makes the update one learner would make on the whole batch (tested in
+``tests/algos/test_multi_learner.py``), so the weights the actors get are rank 0's, and the
+trainer reads, checkpoints and evaluates ``run.learner`` as with one learner; a resumed
+run's learner state is sent to the peers. The rendezvous is a TCP store on the driver's
+node (``tcp://NODE_IP:free port``). A learner actor that dies ends the run (the others would
+wait in the all-reduce until the group's timeout, then fail); ``--resume`` continues.
+
 Why the learner runs in the driver, not in a Ray actor: the run-directory layer
 (``runtime/trainer.py``: evaluation, checkpoints, signals, progress) reads ``run.learner``
 between steps, exactly as with the other runtimes, so it is reused as it is, and the driver
 is where a user starts the run, so ``--resume`` and Ctrl-C behave as locally. The learner
 takes the driver's CPU threads (``torch_threads``); put the driver on the node with the GPU
-for a GPU learner (the synchronous multi-learner step of issue 11 is where learners become
-Ray actors with a GPU each).
+for a GPU learner.
 
 Why calls, not a queue actor: a call per unroll lets Ray carry the data by reference and
 report failures per call, and its cost is measured: every record has ``ray_overhead_frac``,
@@ -61,14 +78,17 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import math
+import socket
 import time
 import warnings
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import torch
 from rich.console import Console
 
+from impala_hybrid.algos.comm import TorchDistComm
 from impala_hybrid.algos.impala.actor import Actor
 from impala_hybrid.algos.impala.learner import Learner
 from impala_hybrid.envs.factory import make_vector_env
@@ -81,6 +101,8 @@ from impala_hybrid.types import Batch
 from impala_hybrid.validation import ConfigError
 
 INSTALL_HINT = "the ray runtime needs Ray: pip install 'impala-hybrid[ray]'"
+GROUP_TIMEOUT = timedelta(minutes=5)
+"""How long a learner waits for the others at the rendezvous or in a collective."""
 
 
 def import_ray() -> Any:
@@ -142,6 +164,55 @@ class RolloutWorker:
         return unroll, returns, {"delay_s": delay, "fetch_s": t1 - t0, "work_s": t2 - t1}
 
 
+def make_learner(cfg: TrainConfig, comm: TorchDistComm | None = None) -> Learner:
+    """The learner of ``cfg`` (its model seeded by ``cfg.seed``), with ``comm``'s peers."""
+    torch.manual_seed(cfg.seed)
+    probe = make_vector_env(cfg.env, 1, cfg.env_kwargs)
+    _, reward_weights = reward_setup(cfg, probe)
+    model = build_model(cfg, probe, len(reward_weights))
+    probe.close()
+    return Learner(
+        model, cfg.algo, total_samples=cfg.total_steps, reward_weights=reward_weights, comm=comm
+    )
+
+
+def join_learners(init_method: str, rank: int, world_size: int) -> TorchDistComm:
+    """Join the learners' gloo process group (blocks until all ``world_size`` have)."""
+    import torch.distributed as dist
+
+    dist.init_process_group(
+        "gloo", init_method=init_method, rank=rank, world_size=world_size, timeout=GROUP_TIMEOUT
+    )
+    return TorchDistComm()
+
+
+def free_port() -> int:
+    """A TCP port free on this node now (for the learners' rendezvous)."""
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return int(s.getsockname()[1])
+
+
+class LearnerWorker:
+    """Rank ``rank >= 1`` of the synchronous multi-learner step (a Ray actor; rank 0 is the
+    driver's learner): steps on the shards it is sent, in step with the others."""
+
+    def __init__(self, cfg: TrainConfig, rank: int, init_method: str) -> None:
+        torch.set_num_threads(cfg.torch_threads)
+        keep_freed_memory()
+        self.learner = make_learner(cfg, join_learners(init_method, rank, cfg.ray.learners))
+
+    def step(self, shard: Batch, env_steps: int) -> None:
+        self.learner.step(shard, env_steps=env_steps)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.learner.load_state_dict(state)
+
+    def weights(self) -> list[torch.Tensor]:
+        """The model's parameters and buffers (to check that the ranks agree)."""
+        return [t.detach().clone() for t in self.learner.model.state_dict().values()]
+
+
 @dataclasses.dataclass
 class _Piece:
     """``W`` env columns of one unroll, waiting in the driver to be trained on."""
@@ -193,6 +264,14 @@ class RayRun(AsyncRun):
                 f"{per_batch_unrolls} unrolls of {n_env} envs and {rc.num_actors} actors may "
                 f"hold {self.in_flight} each"
             )
+        if rc.learners > cfg.algo.batch_size:
+            raise ConfigError(
+                f"RayConfig.learners = {rc.learners} is invalid: each learner takes at least "
+                f"one unroll of the batch; allowed range [1, IMPALAConfig.batch_size = "
+                f"{cfg.algo.batch_size}]"
+            )
+        self.peers: list[Any] = []  # learner actors, ranks 1..learners-1
+        self._group = False  # whether this run initialised the learners' process group
         self.ray = import_ray()
         self._owns_ray = not self.ray.is_initialized()
         if self._owns_ray:  # a new instance has no use for a dashboard; a cluster has its own
@@ -200,14 +279,7 @@ class RayRun(AsyncRun):
             self.ray.init(address=rc.address, **kwargs)
         try:
             self._check_resources()
-            torch.manual_seed(cfg.seed)
-            probe = make_vector_env(cfg.env, 1, cfg.env_kwargs)
-            _, reward_weights = reward_setup(cfg, probe)
-            model = build_model(cfg, probe, len(reward_weights))
-            probe.close()
-            self.learner = Learner(
-                model, cfg.algo, total_samples=cfg.total_steps, reward_weights=reward_weights
-            )
+            self.learner = make_learner(cfg, self._start_learners())
             self._remote = self.ray.remote(RolloutWorker)
             self.workers: list[Any] = [None] * rc.num_actors
             self.incarnation = [0] * rc.num_actors
@@ -229,13 +301,36 @@ class RayRun(AsyncRun):
         """Fail now, not by waiting forever, when the cluster cannot place the actors."""
         rc = self.cfg.ray
         cpus = float(self.ray.cluster_resources().get("CPU", 0.0))
-        need = rc.num_actors * rc.actor_cpus
+        need = rc.num_actors * rc.actor_cpus + (rc.learners - 1) * rc.learner_cpus
         if need > cpus + 1e-9:
-            raise ConfigError(
+            what = (
                 f"RayConfig.num_actors * actor_cpus = {rc.num_actors} * {rc.actor_cpus:g} = "
-                f"{need:g} CPUs is invalid: the Ray cluster has {cpus:g}; lower num_actors or "
-                "actor_cpus (a fraction packs several actors on a core)"
+                f"{rc.num_actors * rc.actor_cpus:g} CPUs"
             )
+            fields = "num_actors or actor_cpus"
+            if rc.learners > 1:
+                what += (
+                    f" plus (learners - 1) * learner_cpus = {rc.learners - 1} * {rc.learner_cpus:g}"
+                )
+                fields = "num_actors, actor_cpus, learners or learner_cpus"
+            raise ConfigError(
+                f"{what} is invalid: the Ray cluster has {cpus:g}; lower {fields} (a fraction "
+                "packs several actors on a core)"
+            )
+
+    def _start_learners(self) -> TorchDistComm | None:
+        """Start the learner actors and join their process group as rank 0 (None: one
+        learner, no group)."""
+        k = self.cfg.ray.learners
+        if k == 1:
+            return None
+        init_method = f"tcp://{self.ray.util.get_node_ip_address()}:{free_port()}"
+        opts = {"num_cpus": self.cfg.ray.learner_cpus, "max_restarts": 0}
+        remote = self.ray.remote(LearnerWorker).options(**opts)
+        self.peers = [remote.remote(self.cfg, rank, init_method) for rank in range(1, k)]
+        comm = join_learners(init_method, 0, k)
+        self._group = True
+        return comm
 
     # --- actors ---
 
@@ -360,8 +455,36 @@ class RayRun(AsyncRun):
     def _after_update(self) -> None:
         self._top_up()  # calls for the pieces just trained on, with the new weights
 
+    def _learn(self, batch: Batch, env_steps: int) -> dict[str, float]:
+        """One synchronous step of every learner on its shard; rank 0's metrics."""
+        if not self.peers:
+            return self.learner.step(batch, env_steps=env_steps)
+        shards = torch.arange(batch.batch_size).tensor_split(len(self.peers) + 1)
+        steps = [env_steps * len(cols) // batch.batch_size for cols in shards]
+        steps[0] += env_steps - sum(steps)
+        calls = [
+            peer.step.remote(batch.columns(cols), n)
+            for peer, cols, n in zip(self.peers, shards[1:], steps[1:], strict=True)
+        ]
+        metrics = self.learner.step(batch.columns(shards[0]), env_steps=steps[0])
+        self._get_peers(calls)
+        return metrics
+
+    def _get_peers(self, calls: list[Any]) -> None:
+        try:
+            self.ray.get(calls)
+        except self.ray.exceptions.RayError as e:
+            error = getattr(e, "cause", None) or e
+            raise RuntimeError(
+                f"a learner actor failed ({type(error).__name__}: {_first_line(error)}); the "
+                "synchronous step cannot go on without it (--resume continues the run)"
+            ) from e
+
     def _after_load(self) -> None:
         self.min_version = self.learner.version
+        if self.peers:  # every rank continues from the checkpoint
+            state = self.ray.put(self.learner.state_dict())
+            self._get_peers([peer.load_state_dict.remote(state) for peer in self.peers])
 
     def _extra_metrics(self) -> dict[str, float]:
         return {
@@ -381,11 +504,18 @@ class RayRun(AsyncRun):
         self._stop()
 
     def _stop(self) -> None:
-        """Kill the actors, and shut Ray down if this run started it."""
-        for worker in getattr(self, "workers", []):
+        """Kill the actors and learner actors, leave the learners' process group, and shut
+        Ray down if this run started it."""
+        for worker in [*getattr(self, "workers", []), *self.peers]:
             if worker is not None:
                 self.ray.kill(worker)
         self.pending = {}
+        self.peers = []
+        if self._group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+            self._group = False
         if self._owns_ray and self.ray.is_initialized():
             self.ray.shutdown()
 
@@ -393,7 +523,8 @@ class RayRun(AsyncRun):
 def train_ray(
     cfg: TrainConfig, callback: Callable[[dict[str, float], Learner], None] | None = None
 ) -> TrainResult:
-    """Train with ``cfg.ray.num_actors`` Ray actors feeding one learner in this process."""
+    """Train with ``cfg.ray.num_actors`` Ray actors feeding the learner in this process (and
+    its ``cfg.ray.learners - 1`` synchronous peers)."""
     return run_to_completion(RayRun, cfg, callback)
 
 
