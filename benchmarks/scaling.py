@@ -1,4 +1,4 @@
-"""Local vs Ray runtime, 1 and 2 actors: env steps/s from the runs' own metrics, as ratios.
+"""Local vs Ray runtime, 1 and 2 actors (or 1 and 2 learners): env steps/s, as ratios.
 
 Each layout is a real ``impala-hybrid train`` run of the ``uav_hybrid`` preset (the same
 commands a user types, printed with the table), one after the other so they share the
@@ -10,6 +10,7 @@ is left out; the whole-run figure is the last record's ``fps``. On a shared mach
 (``docs/scaling.md`` holds a copy with its machine and date)::
 
     python -m benchmarks.scaling --steps 1000000
+    python -m benchmarks.scaling --steps 500000 --learners   # Ray, 1 vs 2 synchronous learners
 """
 
 from __future__ import annotations
@@ -27,19 +28,23 @@ from typing import Any
 
 from benchmarks.rllib_impala import tree_cpu_seconds
 
-#: (runtime, actors, envs per actor); the first is the reference of the ratios.
+#: (runtime, actors, envs per actor, learners); the first is the reference of the ratios.
 LAYOUTS = (
-    ("local", 1, 32), ("ray", 1, 32), ("local", 2, 32), ("ray", 2, 32),
-    ("local", 2, 128), ("ray", 2, 128),
+    ("local", 1, 32, 1), ("ray", 1, 32, 1), ("local", 2, 32, 1), ("ray", 2, 32, 1),
+    ("local", 2, 128, 1), ("ray", 2, 128, 1),
 )  # fmt: skip
+#: ``--learners``: one Ray actor feeding 1 or 2 synchronous learners (``ray.learners``).
+LEARNER_LAYOUTS = (("ray", 1, 32, 1), ("ray", 1, 32, 2))
 
 
-def command(runtime: str, actors: int, envs: int, steps: int, out: Path) -> list[str]:
+def command(
+    runtime: str, actors: int, envs: int, steps: int, out: Path, learners: int = 1
+) -> list[str]:
     return [
         "impala-hybrid", "train", "--preset", "uav_hybrid", "--runtime", runtime,
         "--out", str(out), "--set", f"total_steps={steps}", "eval_interval=0",
         "eval_episodes=1", f"{runtime}.num_actors={actors}", f"{runtime}.envs_per_actor={envs}",
-    ]  # fmt: skip
+    ] + ([f"ray.learners={learners}"] if learners > 1 else [])  # fmt: skip
 
 
 def summarise(metrics: list[dict[str, Any]], steps: int) -> dict[str, float]:
@@ -90,12 +95,14 @@ def _watch(proc: subprocess.Popen[bytes], every_s: float = 0.5) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=1_000_000, help="env steps per run")
+    p.add_argument("--learners", action="store_true", help="Ray, 1 vs 2 learners instead")
     args = p.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for i, (runtime, actors, envs) in enumerate(LAYOUTS):
+        layouts = LEARNER_LAYOUTS if args.learners else LAYOUTS
+        for i, (runtime, actors, envs, learners) in enumerate(layouts):
             out = Path(tmp) / f"run{i}"
-            cmd = command(runtime, actors, envs, args.steps, out)
+            cmd = command(runtime, actors, envs, args.steps, out, learners)
             exe = str(Path(sys.executable).with_name(cmd[0]))
             log = Path(tmp) / f"run{i}.log"
             t0, all0 = time.perf_counter(), tree_cpu_seconds()[1]
@@ -108,8 +115,9 @@ def main() -> None:
             lines = (out / "metrics.jsonl").read_text().splitlines()
             r = summarise([json.loads(line) for line in lines], args.steps)
             r["other_cores"] = max(0.0, all1 - all0 - ours) / elapsed
-            print(f"{runtime} x {actors} x {envs}: {r['fps']:,.0f} env steps/s ({elapsed:.0f} s, "
-                  f"other work {r['other_cores']:.2f} cores)", file=sys.stderr)  # fmt: skip
+            print(f"{runtime} x {actors} x {envs} x {learners} learners: {r['fps']:,.0f} env "
+                  f"steps/s ({elapsed:.0f} s, other work {r['other_cores']:.2f} cores)",
+                  file=sys.stderr)  # fmt: skip
             shown = shlex.join(cmd).replace(str(out), "runs/scale")
             rows.append((shown, r))
     print(report(rows))
