@@ -76,7 +76,12 @@ from impala_hybrid.experiments.spec import TrainConfig, reward_setup
 from impala_hybrid.runtime.allocator import keep_freed_memory
 from impala_hybrid.runtime.local import _actor_seed, unroll_layout
 from impala_hybrid.runtime.loop import AsyncRun
-from impala_hybrid.runtime.serial import TrainResult, build_model, run_to_completion
+from impala_hybrid.runtime.serial import (
+    TrainResult,
+    build_initial_model,
+    build_model,
+    run_to_completion,
+)
 from impala_hybrid.types import Batch
 from impala_hybrid.validation import ConfigError
 
@@ -203,7 +208,7 @@ class RayRun(AsyncRun):
             torch.manual_seed(cfg.seed)
             probe = make_vector_env(cfg.env, 1, cfg.env_kwargs)
             _, reward_weights = reward_setup(cfg, probe)
-            model = build_model(cfg, probe, len(reward_weights))
+            model = build_initial_model(cfg, probe, len(reward_weights))
             probe.close()
             self.learner = Learner(
                 model, cfg.algo, total_samples=cfg.total_steps, reward_weights=reward_weights
