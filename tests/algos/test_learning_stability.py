@@ -340,3 +340,15 @@ def test_target_entropy_errors_name_the_field_and_range() -> None:
         _setup(entropy_coef=0.0, target_entropy_continuous=-1.0)
     with pytest.raises(ConfigError, match="target_entropy_lr"):
         IMPALAConfig(target_entropy_lr=0.0)
+
+
+def test_fixed_component_weights_follow_the_run_time_entropy_scale() -> None:
+    """A PBT-style ``entropy_scale`` reaches the per-component weights, also when the base
+    ``entropy_coef`` is 0 (then only the per-component coefficients are non-zero)."""
+    learner, _ = _setup(entropy_coef=0.0, entropy_coef_discrete=0.03)
+    assert learner.entropy_coefs(0.0).tolist() == pytest.approx([0.03, 0.0])
+    learner.entropy_scale = 2.0
+    assert learner.entropy_coefs(0.0).tolist() == pytest.approx([0.06, 0.0])
+    scaled, _ = _setup(entropy_coef=0.01, entropy_coef_discrete=0.03)
+    scaled.entropy_scale = 2.0  # step() passes the scaled schedule: 2 x 0.01
+    assert scaled.entropy_coefs(0.02).tolist() == pytest.approx([0.06, 0.02])

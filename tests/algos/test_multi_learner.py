@@ -57,9 +57,15 @@ CASES: dict[str, tuple[TrainConfig, list[list[int]]]] = {
         ),
         [[0, 1], [2, 3]],
     ),
-    # IMPALA's rho-weighted gradient, PopArt on a vector critic, unequal shards (3 and 1)
+    # IMPALA's rho-weighted gradient, PopArt on a vector critic, unequal shards (3 and 1), a
+    # critic warm-up of 2 steps of the combined batch (on one shard's count: 4 or 8 steps)
     "popart_vector_unequal": (
-        _cfg(IMPALAConfig(unroll_length=8, batch_size=4, popart=True, lr=3e-3), critic="vector"),
+        _cfg(
+            IMPALAConfig(
+                unroll_length=8, batch_size=4, popart=True, lr=3e-3, critic_warmup_steps=64
+            ),
+            critic="vector",
+        ),
         [[0, 2, 3], [1]],
     ),
 }

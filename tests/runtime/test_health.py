@@ -66,3 +66,18 @@ def test_trainer_prints_and_logs_the_warning(tmp_path) -> None:  # type: ignore[
     assert "warning: greedy return fell to 20.00" in console.export_text()
     lines = [json.loads(x) for x in (tmp_path / "run" / "eval.jsonl").read_text().splitlines()]
     assert ["warning" in x for x in lines] == [False, False, False, True, False]
+
+
+def test_a_fall_within_the_evaluation_noise_does_not_warn() -> None:
+    """A warm start's plateau (the make-run-like warm_start=threshold run: 403.99, best 407.22,
+    then 405.99, with a standard error of 18 over 32 episodes) is noise, not a cliff; the same
+    fall with a tiny standard error, and a real collapse with the noise, still warn."""
+    w = CliffWatch()
+    for i, r in enumerate([403.99, 407.22]):
+        assert w.on_eval(i, r, stderr=18.0) is None
+    assert w.on_eval(2, 405.99, stderr=18.0) is None
+    assert w.on_eval(3, 41.0, stderr=18.0) is not None
+    v = CliffWatch()
+    v.on_eval(0, 403.99, stderr=0.1)
+    v.on_eval(1, 407.22, stderr=0.1)
+    assert v.on_eval(2, 405.99, stderr=0.1) is not None

@@ -94,6 +94,16 @@ class TrainConfig:
         0, "cut each env's first episode after a uniform random 1..N steps, so the envs' "
         "episode phases differ (about the episode length; 0: off)", lo=0,
     )  # fmt: skip
+    warm_start: str | None = spec(
+        None, "UAV env: behaviour-clone this classical policy (e.g. threshold) into the network "
+        "before IMPALA (algos/impala/warm_start.py); null: learn from scratch",
+    )  # fmt: skip
+    warm_start_steps: int = spec(
+        200_000, "env steps of the classical policy's demonstrations (with warm_start)", lo=1
+    )
+    warm_start_updates: int = spec(
+        2000, "behaviour-cloning minibatch updates (512 samples each; with warm_start)", lo=1
+    )
     critic: str = spec(
         "scalar", "scalar critic, or a vector critic with one value per objective (UAV env)",
         choices=("scalar", "vector"),
@@ -124,6 +134,20 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         validate(self)
+        if self.warm_start is not None:
+            from impala_hybrid import UAVNET_ID
+            from impala_hybrid.envs.heuristics import HEURISTICS
+
+            if self.env != UAVNET_ID:
+                raise ConfigError(
+                    f"TrainConfig.warm_start = {self.warm_start!r} is invalid for env "
+                    f"{self.env!r}: the classical policies act on {UAVNET_ID} only (use null)"
+                )
+            if self.warm_start not in HEURISTICS:
+                raise ConfigError(
+                    f"TrainConfig.warm_start = {self.warm_start!r} is invalid: must be null or "
+                    f"one of {sorted(HEURISTICS)}"
+                )
         if self.algo.batch_size % self.num_envs != 0:
             raise ConfigError(
                 f"TrainConfig.num_envs = {self.num_envs} is invalid: algo.batch_size = "

@@ -7,7 +7,9 @@ warning when
 
 * the greedy return falls below ``best - return_drop * (best - first)``: it lost more than
   ``return_drop`` (default a quarter) of the progress the run had made since its first
-  evaluation (a fall relative to the run's own scale: returns have no universal unit); or
+  evaluation (a fall relative to the run's own scale: returns have no universal unit), and
+  by more than two standard errors of the evaluation (``stderr``), so that a run whose
+  progress is within noise (a warm start already at its plateau) does not warn on noise; or
 * the entropy falls by more than ``entropy_drop`` nats (default 3) below its highest value
   in the last ``window`` progress records: a fast collapse of the policy's width (the
   issue-8 collapse fell 4.5 nats within 40k env steps), not the slow decline of a policy
@@ -42,8 +44,9 @@ class CliffWatch:
     def __post_init__(self) -> None:
         self.recent = collections.deque(self.recent, maxlen=self.window)
 
-    def on_eval(self, steps: int, ret: float | None) -> str | None:
-        """A warning if the greedy return ``ret`` (at ``steps``) fell off a cliff."""
+    def on_eval(self, steps: int, ret: float | None, stderr: float = 0.0) -> str | None:
+        """A warning if the greedy return ``ret`` (at ``steps``; standard error ``stderr``)
+        fell off a cliff."""
         if ret is None or not math.isfinite(ret):
             return None
         if self.first is None:
@@ -52,7 +55,7 @@ class CliffWatch:
         assert self.best is not None
         self.best = max(self.best, ret)
         floor = self.best - self.return_drop * (self.best - self.first)
-        if self.best > self.first and ret < floor:
+        if self.best > self.first and ret < floor and self.best - ret > 2.0 * stderr:
             if not self.return_warned:
                 self.return_warned = True
                 return (

@@ -69,7 +69,11 @@ from impala_hybrid.experiments.spec import TrainConfig, reward_setup
 from impala_hybrid.models.actor_critic import ActorCritic
 from impala_hybrid.runtime.allocator import keep_freed_memory
 from impala_hybrid.runtime.loop import AsyncRun
-from impala_hybrid.runtime.serial import TrainResult, build_model, run_to_completion
+from impala_hybrid.runtime.serial import (
+    TrainResult,
+    build_initial_model,
+    run_to_completion,
+)
 from impala_hybrid.types import Batch
 from impala_hybrid.validation import ConfigError
 
@@ -207,7 +211,7 @@ class LocalRun(AsyncRun):
         # Model, learner and a one-step template unroll (to size the slots) in this process.
         probe = make_vector_env(cfg.env, n_env, cfg.env_kwargs)
         reward_fn, reward_weights = reward_setup(cfg, probe)
-        model = build_model(cfg, probe, len(reward_weights))
+        model = build_initial_model(cfg, probe, len(reward_weights))
         self.learner = Learner(
             model, cfg.algo, total_samples=cfg.total_steps, reward_weights=reward_weights
         )

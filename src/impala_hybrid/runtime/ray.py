@@ -96,7 +96,12 @@ from impala_hybrid.experiments.spec import TrainConfig, reward_setup
 from impala_hybrid.runtime.allocator import keep_freed_memory
 from impala_hybrid.runtime.local import _actor_seed, unroll_layout
 from impala_hybrid.runtime.loop import AsyncRun
-from impala_hybrid.runtime.serial import TrainResult, build_model, run_to_completion
+from impala_hybrid.runtime.serial import (
+    TrainResult,
+    build_initial_model,
+    build_model,
+    run_to_completion,
+)
 from impala_hybrid.types import Batch
 from impala_hybrid.validation import ConfigError
 
@@ -165,11 +170,14 @@ class RolloutWorker:
 
 
 def make_learner(cfg: TrainConfig, comm: TorchDistComm | None = None) -> Learner:
-    """The learner of ``cfg`` (its model seeded by ``cfg.seed``), with ``comm``'s peers."""
+    """The learner of ``cfg`` (its model seeded by ``cfg.seed``, warm-started if configured),
+    with ``comm``'s peers. Ranks >= 1 skip the warm start: rank 0's weights overwrite theirs
+    (``Learner``'s broadcast)."""
     torch.manual_seed(cfg.seed)
     probe = make_vector_env(cfg.env, 1, cfg.env_kwargs)
     _, reward_weights = reward_setup(cfg, probe)
-    model = build_model(cfg, probe, len(reward_weights))
+    initial = build_initial_model if comm is None or comm.rank == 0 else build_model
+    model = initial(cfg, probe, len(reward_weights))
     probe.close()
     return Learner(
         model, cfg.algo, total_samples=cfg.total_steps, reward_weights=reward_weights, comm=comm

@@ -71,13 +71,27 @@ def build_model(cfg: TrainConfig, env: Any, num_values: int) -> ActorCritic:
     )
 
 
+def build_initial_model(cfg: TrainConfig, env: Any, num_values: int) -> ActorCritic:
+    """:func:`build_model` for a new run: behaviour-cloned from ``cfg.warm_start`` if set
+    (``algos/impala/warm_start.py``). A resumed run then loads its checkpoint over it."""
+    model = build_model(cfg, env, num_values)
+    if cfg.warm_start is not None:
+        from impala_hybrid.algos.impala.warm_start import behaviour_clone, collect_demonstrations
+
+        demos = collect_demonstrations(
+            cfg.warm_start, cfg.env_kwargs, cfg.warm_start_steps, seed=cfg.seed + 7919
+        )
+        behaviour_clone(model, *demos, updates=cfg.warm_start_updates, seed=cfg.seed)
+    return model
+
+
 def build(cfg: TrainConfig) -> tuple[Any, Learner, Actor]:
     """Env, learner and actor for ``cfg`` (seeded)."""
     keep_freed_memory()
     torch.manual_seed(cfg.seed)
     env = make_vector_env(cfg.env, cfg.num_envs, cfg.env_kwargs)
     reward_fn, weights = reward_setup(cfg, env)
-    model = build_model(cfg, env, len(weights))
+    model = build_initial_model(cfg, env, len(weights))
     learner = Learner(model, cfg.algo, total_samples=cfg.total_steps, reward_weights=weights)
     actor = Actor(
         env,

@@ -371,7 +371,8 @@ class Trainer:
         line: dict[str, Any] = {"env_steps": steps, **result}
         if st.baselines:
             line["baselines"] = {k: v["return"]["mean"] for k, v in st.baselines.items()}
-        warning = self.watch.on_eval(steps, ret)
+        stderr = result["return_std"] / math.sqrt(self.cfg.eval_episodes)
+        warning = self.watch.on_eval(steps, ret, stderr)
         if warning is not None:
             line["warning"] = warning
         eval_log.write(_json_line(line) + "\n")

@@ -72,6 +72,10 @@ class IMPALAConfig:
     entropy_coef_final: float | None = spec(
         None, "entropy weight at the end (linear schedule); null keeps it constant", lo=0.0
     )
+    critic_warmup_steps: int = spec(
+        0, "env steps at the start during which only the value losses train (the policy "
+        "stays as initialised, e.g. warm-started, until its critic knows it)", lo=0,
+    )  # fmt: skip
     optimizer: str = spec("adam", "optimizer", choices=("adam", "rmsprop"))
     lr: float = spec(6e-4, "learning rate at the start", lo=0.0, lo_open=True)
     lr_final: float | None = spec(

@@ -214,6 +214,12 @@ class Learner:
             )
 
     @property
+    def warming_up(self) -> bool:
+        """Within ``critic_warmup_steps``: only the value heads train, the policy (and the
+        trunk it reads) stays as initialised, e.g. behaviour-cloned (``warm_start``)."""
+        return self.samples < self.config.critic_warmup_steps
+
+    @property
     def progress(self) -> float:
         return self.samples / self.total_samples if self.total_samples else 0.0
 
@@ -273,7 +279,7 @@ class Learner:
         tg = self.targets(b, fwd)
         ls = self.losses(fwd, tg, ent_coef)
         finite, grad_norm = self.apply(ls.loss, tg)
-        if finite:
+        if finite and not self.warming_up:
             self._adapt_entropy(ls.entropy_parts)
         norm = self.model.obs_norm
         if norm is not None:  # after the update: see models/normalization.py
@@ -409,6 +415,8 @@ class Learner:
         else:
             ent_term = ent_coef * ent_loss
         loss = pg_loss + cfg.baseline_coef * (v_loss + q_loss) + ent_term
+        if self.warming_up:  # critic warm-up: the value losses alone (see apply)
+            loss = cfg.baseline_coef * (v_loss + q_loss)
         return Losses(loss, pg_loss, v_loss, q_loss, ent_loss, entropy_parts)
 
     def _expected_discrete_pg(self, fwd: Forward, tg: Targets) -> Tensor:
@@ -427,7 +435,9 @@ class Learner:
         ``exp(entropy_log_coefs)`` and follow no schedule (their target does that work)."""
         assert self._entropy_coefs is not None
         cfg = self.config
-        scale = ent_coef / cfg.entropy_coef if cfg.entropy_coef > 0 else 1.0
+        # the scheduled entropy_coef in proportion (which includes entropy_scale); with a 0
+        # base coefficient there is no schedule to follow, but the run-time scale still holds
+        scale = ent_coef / cfg.entropy_coef if cfg.entropy_coef > 0 else self.entropy_scale
         return torch.where(
             self._adaptive, self.entropy_log_coefs.exp(), self._entropy_coefs * scale
         )
@@ -467,6 +477,12 @@ class Learner:
         """
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.warming_up:  # only the value heads move: the trunk feeds the policy too
+            heads = {id(p) for m in (self.model.value, self.model.action_advantage) if m
+                     for p in m.parameters()}  # fmt: skip
+            for p in self.model.parameters():
+                if id(p) not in heads:
+                    p.grad = None
         popart = self.config.popart
         if popart:  # the gradient in the value layer's rescaled parameters (see below)
             ratio = _sigma(tg.popart_mu, tg.popart_nu) / self.popart_sigma
