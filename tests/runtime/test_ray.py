@@ -149,6 +149,18 @@ def test_two_learners_make_the_update_of_one_on_the_whole_batch() -> None:
     assert not torch.distributed.is_initialized()  # the group was left at close
 
 
+def test_a_dead_learner_actor_ends_the_run_saying_so() -> None:
+    cfg = uav(total_steps=64 * 10, num_actors=1, envs_per_actor=8, learners=2)
+    run = RayRun(cfg)
+    try:
+        run.step()
+        ray.kill(run.peers[0])
+        with pytest.raises(RuntimeError, match=r"a learner actor failed .*--resume"):
+            run.step()
+    finally:
+        run.close()
+
+
 def test_cli_runtime_ray_writes_the_run_directory_and_resumes(tmp_path: Path) -> None:
     out = tmp_path / "r"
     tiny = [

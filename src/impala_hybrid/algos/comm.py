@@ -143,6 +143,8 @@ class TorchDistComm(Comm):
         Parameters without a gradient are skipped: which ones have one depends on the model
         and the config, the same on every rank, not on a shard's data."""
         grads = [p.grad for p in params if p.grad is not None]
+        if not grads:  # as on every rank
+            return
         flat = torch.cat([g.reshape(-1) for g in grads] + [grads[0].new_ones(1)]) * weight
         flat = self.sum(flat)
         flat = flat[:-1] / flat[-1]

@@ -54,8 +54,9 @@ Every rank makes the update one learner would make on the whole batch (tested in
 ``tests/algos/test_multi_learner.py``), so the weights the actors get are rank 0's, and the
 trainer reads, checkpoints and evaluates ``run.learner`` as with one learner; a resumed
 run's learner state is sent to the peers. The rendezvous is a TCP store on the driver's
-node (``tcp://NODE_IP:free port``). A learner actor that dies ends the run (the others would
-wait in the all-reduce until the group's timeout, then fail); ``--resume`` continues.
+node (``tcp://NODE_IP:free port``). A learner actor that dies ends the run with an error
+naming it (the driver's all-reduce fails as soon as gloo sees the connection closed, at the
+latest after ``GROUP_TIMEOUT``); ``--resume`` continues from the last checkpoint.
 
 Why the learner runs in the driver, not in a Ray actor: the run-directory layer
 (``runtime/trainer.py``: evaluation, checkpoints, signals, progress) reads ``run.learner``
@@ -474,7 +475,11 @@ class RayRun(AsyncRun):
             peer.step.remote(batch.columns(cols), n)
             for peer, cols, n in zip(self.peers, shards[1:], steps[1:], strict=True)
         ]
-        metrics = self.learner.step(batch.columns(shards[0]), env_steps=steps[0])
+        try:
+            metrics = self.learner.step(batch.columns(shards[0]), env_steps=steps[0])
+        except RuntimeError:  # e.g. gloo's "connection closed by peer": say which failed
+            self._get_peers(calls)
+            raise
         self._get_peers(calls)
         return metrics
 
