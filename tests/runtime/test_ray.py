@@ -187,6 +187,23 @@ def test_cli_runtime_ray_writes_the_run_directory_and_resumes(tmp_path: Path) ->
     assert last["env_steps"] == 448 and last["state"]["learner"]["version"] == 448 // 32
 
 
+def test_cli_two_learners_train_and_resume(tmp_path: Path) -> None:
+    """``--set ray.learners=2`` from the command line: every batch is one update (of both
+    ranks), and a resumed run goes on with both learners from the checkpoint."""
+    out = tmp_path / "r"
+    tiny = [
+        "--preset", "uav_hybrid", "--runtime", "ray", "--out", str(out),
+        "--set", "num_envs=4", "algo.unroll_length=8", "algo.batch_size=4", "model.hidden=[16]",
+        "total_steps=96", "env_kwargs.episode_steps=30", "eval_interval=0", "eval_episodes=1",
+        "ray.num_actors=1", "ray.envs_per_actor=4", "ray.learners=2",
+    ]  # fmt: skip
+    assert cli.main(["train", *tiny]) == 0
+    assert cli.main(["train", "--resume", str(out), "--set", "total_steps=160"]) == 0
+    last = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert last["env_steps"] == 160 and last["state"]["learner"]["version"] == 160 // 32
+    assert last["config"]["ray"]["learners"] == 2
+
+
 def test_cli_address_needs_the_ray_runtime(capsys: pytest.CaptureFixture) -> None:
     args = ["train", "--preset", "cartpole", "--out", "unused", "--address", "auto"]
     assert cli.main(args) == 2
