@@ -470,6 +470,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         if args.address is not None and args.runtime not in ("ray", None):
             raise CliError(f"--address is for --runtime ray, not --runtime {args.runtime}")
+        if args.address is not None and args.runtime is None:  # also on --resume: a run
+            # recorded with another runtime would otherwise ignore it silently
+            raise CliError("--address is for --runtime ray: add --runtime ray")
         if args.resume is not None:
             if args.config is not None or args.preset is not None or args.out is not None:
                 raise CliError(
@@ -485,8 +488,6 @@ def cmd_train(args: argparse.Namespace) -> int:
             if args.out is None:
                 raise CliError("--out RUN_DIR is required for a new run")
             cfg = load_config(args.config, preset=args.preset, overrides=args.overrides)
-            if args.address is not None and args.runtime is None:
-                raise CliError("--address is for --runtime ray: add --runtime ray")
             trainer = start_run(cfg, args.out, runtime=args.runtime or "serial", console=console)
     except (ConfigError, CheckpointError, RunDirError, EnvSpecError, SpaceError) as e:
         raise CliError(str(e)) from None

@@ -210,6 +210,9 @@ def test_cli_address_needs_the_ray_runtime(capsys: pytest.CaptureFixture) -> Non
     assert "--address is for --runtime ray" in capsys.readouterr().err
     assert cli.main([*args, "--runtime", "local"]) == 2
     assert "--address is for --runtime ray, not --runtime local" in capsys.readouterr().err
+    # on --resume too: a run recorded with another runtime would ignore the address silently
+    assert cli.main(["train", "--resume", "unused", "--address", "auto"]) == 2
+    assert "--address is for --runtime ray: add --runtime ray" in capsys.readouterr().err
 
 
 def test_layout_errors_name_the_field() -> None:
