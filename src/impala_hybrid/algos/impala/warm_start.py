@@ -88,8 +88,7 @@ def behaviour_clone(
     x = torch.as_tensor(obs, dtype=torch.float32)
     d = torch.as_tensor(transfer, dtype=torch.long)
     c = torch.as_tensor(intensity, dtype=torch.float32)
-    params = [p for n, p in model.named_parameters() if not n.startswith("value")]
-    opt = torch.optim.Adam(params, lr=lr)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)  # the value heads get no gradient here
     first = torch.zeros(1, batch_size, dtype=torch.bool)
     ce = mse = torch.zeros(())
     for _ in range(updates):
