@@ -1,0 +1,160 @@
+"""Train a Stable-Baselines3 baseline (A2C, PPO, SAC, TD3) and save it; load it back.
+
+What SB3 does for us: the algorithms, their networks, rollout and replay buffers, GAE, target
+networks, entropy tuning, gSDE, seeding (``set_random_seed``: Python, NumPy, torch, and
+``env.seed``), the training loop, and ``model.zip``. We use it unmodified, so the baselines
+are the reference implementations, not our re-implementations.
+
+What we write by hand, and why:
+
+* the env side (``relaxation.py``, ``vec_env.py``): SB3 cannot act in a hybrid space, and its
+  ``DummyVecEnv`` would step our batched simulator one env at a time;
+* :func:`sb3_kwargs`: the typed config's hyperparameters as SB3 arguments (the zoo's
+  ``lin_<x>`` schedules and ``noise_std``, which the zoo's own loader translates too);
+* the run directory, so a baseline's run is read like any other: ``model.zip`` (SB3's),
+  ``sb3_config.yaml`` (:class:`~impala_hybrid.algos.sb3.config.SB3Config`, reloadable),
+  ``monitor.csv`` (SB3's ``VecMonitor``: return, length and wall time of every training
+  episode, the learning curve) and ``run.json`` (env steps and seconds of training).
+
+Evaluation is ours (``policy.py``), not SB3's ``evaluate_policy``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import yaml
+from stable_baselines3 import A2C, PPO, SAC, TD3
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.noise import NormalActionNoise
+from stable_baselines3.common.vec_env import VecMonitor
+
+from impala_hybrid.algos.sb3.config import SB3Config, linear_schedule
+from impala_hybrid.algos.sb3.policy import SB3Policy
+from impala_hybrid.algos.sb3.relaxation import Relaxation
+from impala_hybrid.algos.sb3.vec_env import RelaxedVecEnv
+from impala_hybrid.envs.factory import make_vector_env
+from impala_hybrid.jsonsafe import json_safe
+from impala_hybrid.threads import torch_threads
+
+_CLASSES: dict[str, type[BaseAlgorithm]] = {"a2c": A2C, "ppo": PPO, "sac": SAC, "td3": TD3}
+MODEL_FILE, CONFIG_FILE, MONITOR_FILE, RUN_FILE = (
+    "model.zip", "sb3_config.yaml", "monitor.csv", "run.json",
+)  # fmt: skip
+
+#: ``make_env(num_envs) -> vector env`` (``SAME_STEP`` autoreset, as ``envs.factory`` makes).
+EnvFactory = Callable[[int], gym.vector.VectorEnv]
+
+
+def algorithm_class(algo: str) -> type[BaseAlgorithm]:
+    """The SB3 class of an ``SB3Config.algo`` name."""
+    return _CLASSES[algo]
+
+
+@dataclasses.dataclass
+class SB3Run:
+    """A trained (or loaded) baseline: its config, the SB3 model, and the model as a policy."""
+
+    config: SB3Config
+    model: BaseAlgorithm
+    policy: SB3Policy
+    env_steps: int
+    seconds: float
+
+
+def default_env_factory(cfg: SB3Config) -> EnvFactory:
+    """``cfg.env`` with ``cfg.env_kwargs`` through ``envs.factory.make_vector_env`` (the UAV
+    env's native batched vector env; ``SyncVectorEnv`` of copies for any other)."""
+    return lambda n: make_vector_env(cfg.env, n, cfg.env_kwargs)
+
+
+def sb3_kwargs(cfg: SB3Config, action_space: gym.Space[Any]) -> dict[str, Any]:
+    """SB3 constructor arguments of ``cfg`` for an env acting in ``action_space``."""
+    kwargs: dict[str, Any] = {k: linear_schedule(v) for k, v in cfg.resolved_hyperparams().items()}
+    noise_std = kwargs.pop("noise_std", None)
+    if noise_std is not None:
+        if not isinstance(action_space, gym.spaces.Box):
+            raise ValueError(f"noise_std needs a Box action space, got {action_space}")
+        dim = int(np.prod(action_space.shape))
+        kwargs["action_noise"] = NormalActionNoise(np.zeros(dim), np.full(dim, float(noise_std)))
+    return kwargs
+
+
+def make_sb3_env(
+    cfg: SB3Config, make_env: EnvFactory | None = None, monitor: str | None = None
+) -> VecMonitor:
+    """``VecMonitor(RelaxedVecEnv(make_env(cfg.num_envs)))``; ``monitor``: its CSV path."""
+    venv = (make_env or default_env_factory(cfg))(cfg.num_envs)
+    return VecMonitor(RelaxedVecEnv(venv, relax=cfg.action_space == "relaxed"), monitor)
+
+
+def _relaxation(env: VecMonitor) -> Relaxation | None:
+    inner = env.venv
+    assert isinstance(inner, RelaxedVecEnv)
+    return inner.relaxation
+
+
+def train_sb3(
+    cfg: SB3Config, make_env: EnvFactory | None = None, out_dir: str | Path | None = None
+) -> SB3Run:
+    """Train ``cfg`` for ``cfg.total_steps`` env steps; with ``out_dir``, write the run there.
+
+    ``make_env(n)`` builds the vector env (default: :func:`default_env_factory`).
+    Deterministic on CPU for a given seed (SB3 seeds everything it samples from).
+    """
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    env = make_sb3_env(cfg, make_env, str(out / MONITOR_FILE) if out is not None else None)
+    start = time.perf_counter()
+    try:
+        with torch_threads(cfg.torch_threads):
+            model = algorithm_class(cfg.algo)(
+                "MlpPolicy", env, seed=cfg.seed, device="cpu", verbose=0,
+                **sb3_kwargs(cfg, env.action_space),
+            )  # fmt: skip
+            model.learn(total_timesteps=cfg.total_steps)
+    finally:
+        env.close()
+    seconds = time.perf_counter() - start
+    policy = SB3Policy(model, _relaxation(env), name=f"sb3:{cfg.algo}")
+    run = SB3Run(cfg, model, policy, int(model.num_timesteps), seconds)
+    if out is not None:
+        model.save(out / MODEL_FILE)
+        save_config(cfg, out / CONFIG_FILE)
+        info = {"algo": cfg.algo, "env_steps": run.env_steps, "seconds": round(seconds, 3)}
+        (out / RUN_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    return run
+
+
+def save_config(cfg: SB3Config, path: str | Path) -> None:
+    """``cfg`` as YAML (:func:`load_config` reads it back equal)."""
+    Path(path).write_text(yaml.safe_dump(json_safe(dataclasses.asdict(cfg)), sort_keys=False))
+
+
+def load_config(path: str | Path) -> SB3Config:
+    """The :class:`SB3Config` :func:`save_config` wrote (validated again)."""
+    data = yaml.safe_load(Path(path).read_text())
+    return SB3Config(**data)
+
+
+def load_sb3(run_dir: str | Path) -> SB3Run:
+    """A run :func:`train_sb3` wrote, with its policy ready for our evaluation."""
+    run = Path(run_dir)
+    cfg = load_config(run / CONFIG_FILE)
+    model = algorithm_class(cfg.algo).load(run / MODEL_FILE, device="cpu")
+    relaxation = None
+    if cfg.action_space == "relaxed":
+        venv = make_vector_env(cfg.env, 1, cfg.env_kwargs)
+        relaxation = Relaxation.of(venv.single_action_space)
+        venv.close()
+    info = json.loads((run / RUN_FILE).read_text())
+    policy = SB3Policy(model, relaxation, name=f"sb3:{cfg.algo}")
+    return SB3Run(cfg, model, policy, int(info["env_steps"]), float(info["seconds"]))
