@@ -41,8 +41,9 @@ Wiring (one Ray actor per ``a = 0..A-1``; everything the processes exchange)::
     (``address = null``), never when it joined a cluster or found Ray initialised.
 
 Synchronous multi-learner (``RayConfig.learners = K > 1``), shown with the learners placed
-in the driver (below): the driver's learner is rank 0 of a gloo process group; ranks ``1..K-1`` are Ray actors (:class:`LearnerWorker`, one
-``learner_cpus`` each), each holding a :class:`Learner` of the same config with a
+in the driver (below): the driver's learner is rank 0 of a gloo process group; ranks
+``1..K-1`` are Ray actors (:class:`LearnerWorker`, one ``learner_cpus`` each), each holding
+a :class:`Learner` of the same config with a
 :class:`~impala_hybrid.algos.comm.TorchDistComm`::
 
     driver: Batch [T, B] -> K column shards (B / K unrolls each, the first ones to rank 0)
