@@ -117,7 +117,7 @@ from impala_hybrid.runtime.loop import AsyncRun
 from impala_hybrid.runtime.progress import LearnerView
 from impala_hybrid.runtime.serial import (
     TrainResult,
-    build_initial_model,
+    build_learner,
     build_model,
     run_to_completion,
 )
@@ -198,19 +198,9 @@ def make_learner(
     (``warm = False``)."""
     torch.manual_seed(cfg.seed)
     probe = make_vector_env(cfg.env, 1, cfg.env_kwargs)
-    _, reward_weights = reward_setup(cfg, probe)
-    rank0 = comm is None or comm.rank == 0
-    initial = build_initial_model if warm and rank0 else build_model
-    model = initial(cfg, probe, len(reward_weights))
+    learner = build_learner(cfg, probe, comm=comm, device=device, warm=warm)
     probe.close()
-    return Learner(
-        model,
-        cfg.algo,
-        total_samples=cfg.total_steps,
-        reward_weights=reward_weights,
-        device=device,
-        comm=comm,
-    )
+    return learner
 
 
 def join_learners(
