@@ -27,9 +27,9 @@ def test_time_to_threshold_on_hand_made_curves() -> None:
     assert time_to_threshold(values, 3.0, env_steps=STEPS, sustain=2) == Crossing(4, 400, None)
     assert time_to_threshold(values, 5.0, env_steps=STEPS, sustain=2) is None
     assert time_to_threshold(values, 6.0, env_steps=STEPS) is None  # not reached
-    assert time_to_threshold(values, -1.0, env_steps=STEPS).index == 0  # reached at once
+    assert time_to_threshold(values, -1.0, env_steps=STEPS).evaluation == 0  # reached at once
     nan_first = np.array([np.nan, 9.0, 9.0, 9.0, 9.0, 9.0])
-    assert time_to_threshold(nan_first, 3.0, env_steps=STEPS).index == 1
+    assert time_to_threshold(nan_first, 3.0, env_steps=STEPS).evaluation == 1
 
 
 def test_training_jitter_by_hand() -> None:

@@ -41,7 +41,7 @@ from typing import NamedTuple
 import numpy as np
 
 from impala_hybrid.extras import require
-from impala_hybrid.validation import ConfigError
+from impala_hybrid.validation import ConfigError, finite_matrix
 
 AGGREGATES = ("iqm", "mean", "median", "optimality_gap")
 #: Fewest runs per algorithm: with two, a bootstrap resample takes one of three values per
@@ -64,14 +64,7 @@ def _check_scores(scores: Mapping[str, np.ndarray], name: str = "scores") -> dic
     out: dict[str, np.ndarray] = {}
     tasks = None
     for algo, values in scores.items():
-        x = np.asarray(values, np.float64)
-        if x.ndim != 2 or x.shape[0] < MIN_RUNS or x.shape[1] < 1:
-            raise ConfigError(
-                f"{name}[{algo!r}] of shape {x.shape} is invalid: must be [runs, tasks] with "
-                f"runs in [{MIN_RUNS}, inf) and tasks in [1, inf)"
-            )
-        if not np.all(np.isfinite(x)):
-            raise ConfigError(f"{name}[{algo!r}] is invalid: every score must be finite")
+        x = finite_matrix(values, f"{name}[{algo!r}]", rows="runs", cols="tasks", min_rows=MIN_RUNS)
         if tasks is not None and x.shape[1] != tasks:
             raise ConfigError(
                 f"{name}[{algo!r}] has {x.shape[1]} tasks, is invalid: every algorithm must be "

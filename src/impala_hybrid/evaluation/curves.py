@@ -38,7 +38,7 @@ from typing import NamedTuple
 import numpy as np
 
 from impala_hybrid.extras import require
-from impala_hybrid.validation import ConfigError
+from impala_hybrid.validation import ConfigError, finite_matrix
 
 CENTERS = ("median", "iqm")
 BANDS = ("iqr", "bootstrap")
@@ -47,7 +47,7 @@ BANDS = ("iqr", "bootstrap")
 class Crossing(NamedTuple):
     """Where a learning curve first reached its threshold."""
 
-    index: int  # evaluation index
+    evaluation: int  # index of the evaluation
     env_steps: int
     seconds: float | None  # None when no wall-clock times were given
 
@@ -117,16 +117,8 @@ def time_to_threshold(
     return None
 
 
-def _runs(curves: np.ndarray, name: str = "curves", min_runs: int = 1) -> np.ndarray:
-    c = np.asarray(curves, np.float64)
-    if c.ndim != 2 or c.shape[0] < min_runs or c.shape[1] < 1:
-        raise ConfigError(
-            f"{name} of shape {c.shape} is invalid: must be [runs, evaluations] with runs in "
-            f"[{min_runs}, inf) and evaluations in [1, inf)"
-        )
-    if not np.all(np.isfinite(c)):
-        raise ConfigError(f"{name} is invalid: every value must be finite")
-    return c
+def _runs(curves: np.ndarray, min_runs: int = 1) -> np.ndarray:
+    return finite_matrix(curves, "curves", rows="runs", cols="evaluations", min_rows=min_runs)
 
 
 def training_jitter(curves: np.ndarray, last_k: int = 5) -> Jitter:

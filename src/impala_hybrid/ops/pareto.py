@@ -32,21 +32,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from impala_hybrid.extras import require
-from impala_hybrid.validation import ConfigError
+from impala_hybrid.validation import ConfigError, finite_matrix
 
 SENSES = ("max", "min")
 
 
 def _points(points: np.ndarray, name: str = "points") -> np.ndarray:
-    p = np.asarray(points, np.float64)
-    if p.ndim != 2 or p.shape[0] < 1 or p.shape[1] < 1:
-        raise ConfigError(
-            f"{name} of shape {p.shape} is invalid: expected [n, m] with n >= 1 points and "
-            "m >= 1 objectives"
-        )
-    if not np.all(np.isfinite(p)):
-        raise ConfigError(f"{name} is invalid: every value must be finite (got NaN or inf)")
-    return p
+    return finite_matrix(points, name, rows="points", cols="objectives")
 
 
 def _maximise(senses: Sequence[str] | None, m: int) -> np.ndarray:
