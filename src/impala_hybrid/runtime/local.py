@@ -71,7 +71,7 @@ from impala_hybrid.runtime.allocator import keep_freed_memory
 from impala_hybrid.runtime.loop import AsyncRun
 from impala_hybrid.runtime.serial import (
     TrainResult,
-    build_initial_model,
+    build_learner,
     run_to_completion,
 )
 from impala_hybrid.types import Batch
@@ -211,10 +211,8 @@ class LocalRun(AsyncRun):
         # Model, learner and a one-step template unroll (to size the slots) in this process.
         probe = make_vector_env(cfg.env, n_env, cfg.env_kwargs)
         reward_fn, reward_weights = reward_setup(cfg, probe)
-        model = build_initial_model(cfg, probe, len(reward_weights))
-        self.learner = Learner(
-            model, cfg.algo, total_samples=cfg.total_steps, reward_weights=reward_weights
-        )
+        self.learner = build_learner(cfg, probe)
+        model = self.learner.model
         self.weights = _Weights(model, self._ctx)
         template = Actor(
             probe, copy.deepcopy(model), 1, seed=cfg.seed, reward_fn=reward_fn,

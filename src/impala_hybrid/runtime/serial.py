@@ -25,10 +25,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from impala_hybrid.algos.comm import Comm
 from impala_hybrid.algos.impala.actor import Actor
 from impala_hybrid.algos.impala.learner import Learner
 from impala_hybrid.envs.factory import make_vector_env
-from impala_hybrid.experiments.spec import TrainConfig, reward_setup
+from impala_hybrid.experiments.spec import TrainConfig, constraint_components, reward_setup
 from impala_hybrid.models.actor_critic import ActorCritic
 from impala_hybrid.models.spaces import action_spec, obs_dim
 from impala_hybrid.models.zones import ZoneStructure
@@ -85,14 +86,39 @@ def build_initial_model(cfg: TrainConfig, env: Any, num_values: int) -> ActorCri
     return model
 
 
+def build_learner(
+    cfg: TrainConfig,
+    env: Any,
+    *,
+    comm: Comm | None = None,
+    device: torch.device | str = "cpu",
+    warm: bool = True,
+) -> Learner:
+    """The learner of ``cfg`` for ``env``'s spaces, the one place every runtime makes one:
+    its model (:func:`build_initial_model`: warm-started if configured, unless ``warm`` is
+    False or this is not rank 0 of ``comm``, whose weights then overwrite these), the
+    reward components' weights and the constraint components (``experiments.spec``)."""
+    _, weights = reward_setup(cfg, env)
+    rank0 = comm is None or comm.rank == 0
+    model = (build_initial_model if warm and rank0 else build_model)(cfg, env, len(weights))
+    return Learner(
+        model,
+        cfg.algo,
+        total_samples=cfg.total_steps,
+        reward_weights=weights,
+        device=device,
+        comm=comm,
+        constraints=constraint_components(cfg, env),
+    )
+
+
 def build(cfg: TrainConfig) -> tuple[Any, Learner, Actor]:
     """Env, learner and actor for ``cfg`` (seeded)."""
     keep_freed_memory()
     torch.manual_seed(cfg.seed)
     env = make_vector_env(cfg.env, cfg.num_envs, cfg.env_kwargs)
     reward_fn, weights = reward_setup(cfg, env)
-    model = build_initial_model(cfg, env, len(weights))
-    learner = Learner(model, cfg.algo, total_samples=cfg.total_steps, reward_weights=weights)
+    learner = build_learner(cfg, env)
     actor = Actor(
         env,
         learner.model,

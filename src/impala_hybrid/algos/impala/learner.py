@@ -34,6 +34,7 @@ the rank's own shard's, except ``grad_norm``, ``skipped`` and the counters (glob
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import torch
@@ -47,6 +48,7 @@ from impala_hybrid.models.distributions import (
     CategoricalDistribution,
     HybridAction,
 )
+from impala_hybrid.ops.lagrange import PIDState, pid_init, pid_lagrange
 from impala_hybrid.ops.losses import (
     baseline_loss,
     clipped_surrogate_loss,
@@ -122,9 +124,13 @@ class Learner:
         reward_weights: Tensor | None = None,
         device: torch.device | str = "cpu",
         comm: Comm | None = None,
+        constraints: Mapping[str, int] | None = None,
     ) -> None:
         """``comm``: the other learners of a synchronous multi-learner step (default: none);
-        rank 0's initial weights are broadcast to the others."""
+        rank 0's initial weights are broadcast to the others. ``constraints``: name -> index
+        of each reward component that is a constraint's slack ``limit - cost``
+        (``experiments.spec.constraint_components``), whose weight is a learned Lagrange
+        multiplier with ``config.lagrange``."""
         self.config = config
         self.comm = comm if comm is not None else Comm()
         self.device = torch.device(device)
@@ -141,6 +147,20 @@ class Learner:
                 f"reward_weights has shape {tuple(reward_weights.shape)}, expected ({k},)"
             )
         self.reward_weights = reward_weights.to(self.device, torch.float32)
+        self.constraint_names = tuple(constraints or {})
+        self._constraint_index = torch.tensor(list((constraints or {}).values()), dtype=torch.long)
+        if config.lagrange != bool(self.constraint_names):
+            raise ConfigError(
+                "IMPALAConfig.lagrange = true needs the reward components of the env's "
+                "constraints (build the learner with runtime.serial.build_learner)"
+                if config.lagrange
+                else "constraint components are priced only with IMPALAConfig.lagrange = true"
+            )
+        self.lagrange_state: PIDState | None = None
+        if config.lagrange:
+            self.lagrange_state = pid_init(
+                len(self.constraint_names), config.lagrange_init, config.lagrange_ki
+            )
         params = list(self.model.parameters())
         if config.optimizer == "adam":
             self.optimizer: torch.optim.Optimizer = torch.optim.Adam(
@@ -237,6 +257,12 @@ class Learner:
             },
             "entropy_log_coefs": self.entropy_log_coefs.clone(),
             "scales": {"lr": self.lr_scale, "entropy_coef": self.entropy_scale},
+            "lagrange": None
+            if self.lagrange_state is None
+            else {
+                "state": [t.clone() for t in self.lagrange_state],
+                "multipliers": self.reward_weights[self._constraint_index].cpu(),
+            },
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -253,6 +279,12 @@ class Learner:
         log_coefs = state.get("entropy_log_coefs")  # absent before target entropies existed
         if log_coefs is not None:
             self.entropy_log_coefs.copy_(log_coefs)
+        lagrange = state.get("lagrange")  # absent before the multipliers existed
+        if self.lagrange_state is not None and lagrange is not None:
+            self.lagrange_state = PIDState(*(t.clone() for t in lagrange["state"]))
+            self.reward_weights[self._constraint_index] = lagrange["multipliers"].to(
+                self.device, torch.float32
+            )
         scales = state.get("scales", {})  # absent in checkpoints written before the scales
         self.lr_scale = float(scales.get("lr", 1.0))
         self.entropy_scale = float(scales.get("entropy_coef", 1.0))
@@ -281,6 +313,8 @@ class Learner:
         finite, grad_norm = self.apply(ls.loss, tg)
         if finite and not self.warming_up:
             self._adapt_entropy(ls.entropy_parts)
+        if finite and self.lagrange_state is not None:
+            self._update_multipliers(b)
         norm = self.model.obs_norm
         if norm is not None:  # after the update: see models/normalization.py
             x = norm.rows(b.obs[:-1])
@@ -293,7 +327,29 @@ class Learner:
         if self._entropy_coefs is not None:  # the weights the next update uses
             coefs = self.entropy_coefs(ent_coef).tolist()
             metrics.update(entropy_coef_discrete=coefs[0], entropy_coef_continuous=coefs[1])
+        if self.lagrange_state is not None:  # the multipliers the next update uses
+            lam = self.reward_weights[self._constraint_index].tolist()
+            violation = self.lagrange_state.smoothed_violation.tolist()
+            for name, value, excess in zip(self.constraint_names, lam, violation, strict=True):
+                metrics[f"lagrange_{name}"] = value
+                metrics[f"constraint_excess_{name}"] = excess
         return metrics
+
+    def _update_multipliers(self, b: Batch) -> None:
+        """Each constraint's multiplier from this batch's mean per-step violation ``cost -
+        limit`` (the negated slack component; global over the learners), by the PID
+        Lagrangian (``ops/lagrange.py``). The slack components are weighted by the new
+        multipliers from the next update on: the Lagrangian's dual step."""
+        assert self.lagrange_state is not None
+        cfg = self.config
+        slack = b.rewards.index_select(-1, self._constraint_index.to(b.rewards.device))
+        violation = -self.comm.mean(slack.float(), (0, 1)).cpu()  # [C]
+        lam, self.lagrange_state = pid_lagrange(
+            violation, torch.zeros_like(violation), self.lagrange_state,
+            kp=cfg.lagrange_kp, ki=cfg.lagrange_ki, kd=cfg.lagrange_kd, ema=cfg.lagrange_ema,
+            lambda_max=cfg.lagrange_max,
+        )  # fmt: skip
+        self.reward_weights[self._constraint_index] = lam.to(self.device)
 
     # --- stages ---
 
