@@ -58,10 +58,14 @@ def test_zoo_presets_copy_the_zoo_entries() -> None:
     assert (cfg.total_steps, cfg.num_envs, cfg.seed, cfg.base) == (20_000, 1, 2, "sb3")
     assert cfg.resolved_hyperparams()["gamma"] == 0.98
     merged = zoo_preset("td3", "Pendulum-v1", hyperparams={"learning_starts": 1000})
-    assert merged.resolved_hyperparams() == {**ZOO_STANDARD[("td3", "Pendulum-v1")][3],
+    assert merged.resolved_hyperparams() == {**ZOO_STANDARD[("td3", "Pendulum-v1")]["hyperparams"],
                                              "learning_starts": 1000}  # fmt: skip
     for algo, env in ZOO_STANDARD:
         assert zoo_preset(algo, env).env == env
+    assert (
+        zoo_preset("a2c", "Pendulum-v1").normalize
+        and not zoo_preset("sac", "Pendulum-v1").normalize
+    )
     with pytest.raises(ConfigError, match="no zoo preset"):
         zoo_preset("sac", "CartPole-v1")
 

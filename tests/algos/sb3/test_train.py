@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from impala_hybrid.algos.sb3 import SB3Config, SB3Policy, load_sb3, train_sb3
-from impala_hybrid.algos.sb3.train import CONFIG_FILE, MODEL_FILE, MONITOR_FILE, RUN_FILE
+from impala_hybrid.algos.sb3.train import (
+    CONFIG_FILE,
+    MODEL_FILE,
+    MONITOR_FILE,
+    NORMALIZE_FILE,
+    RUN_FILE,
+)
 from impala_hybrid.envs.heuristics import make_heuristic
 from impala_hybrid.evaluation.episodes import evaluate_episodes
 from impala_hybrid.evaluation.rollout import evaluate
@@ -25,22 +31,32 @@ SMOKE = {
 }
 
 
-@pytest.mark.parametrize("algo", sorted(SMOKE))
-def test_smoke_train_save_load_and_evaluate_on_the_uav_env(algo: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("algo", "normalize"), [(algo, False) for algo in sorted(SMOKE)] + [("a2c", True)]
+)
+def test_smoke_train_save_load_and_evaluate_on_the_uav_env(
+    algo: str, normalize: bool, tmp_path: Path
+) -> None:
     cfg = SB3Config(
         algo=algo, total_steps=400, n_envs=4, env_kwargs={"episode_steps": EPISODE},
-        hyperparams=SMOKE[algo], seed=1,
+        hyperparams=SMOKE[algo], seed=1, normalize=normalize,
     )  # fmt: skip
     run = train_sb3(cfg, out_dir=tmp_path)
     assert run.env_steps >= 400
     for name in (MODEL_FILE, CONFIG_FILE, MONITOR_FILE, RUN_FILE):
         assert (tmp_path / name).is_file(), name
+    assert (tmp_path / NORMALIZE_FILE).is_file() == normalize
     episodes = (tmp_path / MONITOR_FILE).read_text().splitlines()[2:]  # after two header lines
     assert len(episodes) >= 400 // EPISODE  # VecMonitor logged every finished episode
     assert json.loads((tmp_path / RUN_FILE).read_text())["env_steps"] == run.env_steps
 
     loaded = load_sb3(tmp_path)
     assert loaded.config == cfg and loaded.policy.relaxation is not None
+    if normalize:  # the statistics were learned, then frozen, and came back with the model
+        norm, back = run.policy.normalizer, loaded.policy.normalizer
+        assert norm is not None and back is not None and not back.training
+        assert norm.obs_rms.count > 400 and norm.obs_rms.var.std() > 0
+        np.testing.assert_array_equal(back.obs_rms.mean, norm.obs_rms.mean)
     # Our evaluation, on the same CRN episodes as the classical policies.
     scores = [
         evaluate(p, episodes=1, num_envs=4, seed=0, max_steps=EPISODE)

@@ -10,8 +10,10 @@ each algorithm's zoo entry for Pendulum-v1, the zoo's small continuous-control t
   optimise the same discounted return as the IMPALA runs (``uav_hybrid``: 0.99). The zoo's
   0.9 (A2C, PPO) and 0.98 (TD3) are tuned to Pendulum's 200-step swing-up, not to a 1000-step
   episode whose queues react over tens of steps.
-* no ``normalize`` (VecNormalize) for A2C: the UAV observations are already scaled to
-  ``[0, 1]``, and normalised rewards would change what "return" means next to the other rows.
+* no ``normalize`` (VecNormalize) for A2C: the zoo normalises Pendulum because its
+  observations (angular velocity up to 8) and rewards (down to -16 a step) are badly scaled;
+  the UAV observations are in ``[0, 1]`` by construction and its rewards are O(1) a step.
+  ``normalize = true`` turns it on for any algorithm.
 
 Per algorithm, and why the zoo's Pendulum entry is the right start:
 
@@ -131,6 +133,11 @@ class SB3Config:
         default_factory=dict,
         metadata={"doc": "SB3 constructor arguments over the base, plus noise_std; lin_X strings"},
     )
+    normalize: bool = spec(
+        False, "SB3's VecNormalize: observations and rewards scaled by running statistics "
+        "while training (the zoo's normalize: true); the observation statistics are saved "
+        "with the model and applied when it acts",
+    )  # fmt: skip
     torch_threads: int = spec(1, "torch intra-op threads while training", lo=1)
 
     def __post_init__(self) -> None:
@@ -174,32 +181,51 @@ class SB3Config:
 
 # --- the zoo's entries for standard envs, verbatim (the honesty checks train these) --------
 
-#: ``(algo, env) -> (action_space, n_envs, n_timesteps, hyperparameters)`` from the zoo files
+#: ``(algo, env) -> SB3Config fields`` copying the zoo's entry (``n_timesteps`` as
+#: ``total_steps``, ``normalize``, ``n_envs``, the rest as ``hyperparams``) from the files
 #: named in the module docstring. SAC and TD3 act through the relaxation (for a Box it is the
 #: same rescaling to ``[-1, 1]`` SB3 does itself, so it tests the wrapper's continuous part
-#: for free); A2C and PPO on CartPole act in its own ``Discrete(2)``.
-ZOO_STANDARD: dict[tuple[str, str], tuple[str, int, int, dict[str, Any]]] = {
-    ("a2c", "CartPole-v1"): ("native", 8, 500_000, {"ent_coef": 0.0}),
-    ("a2c", "Pendulum-v1"): ("native", 8, 1_000_000, {
-        "ent_coef": 0.0, "max_grad_norm": 0.5, "n_steps": 8, "gae_lambda": 0.9, "vf_coef": 0.4,
-        "gamma": 0.9, "use_rms_prop": True, "normalize_advantage": False,
-        "learning_rate": "lin_7e-4", "use_sde": True,
-        "policy_kwargs": {"log_std_init": -2.0, "ortho_init": False},
-    }),
-    ("ppo", "CartPole-v1"): ("native", 8, 100_000, {
-        "n_steps": 32, "batch_size": 256, "gae_lambda": 0.8, "gamma": 0.98, "n_epochs": 20,
-        "ent_coef": 0.0, "learning_rate": "lin_0.001", "clip_range": "lin_0.2",
-    }),
-    ("ppo", "Pendulum-v1"): ("native", 4, 100_000, {
-        "n_steps": 1024, "gae_lambda": 0.95, "gamma": 0.9, "n_epochs": 10, "ent_coef": 0.0,
-        "learning_rate": 1e-3, "clip_range": 0.2, "use_sde": True, "sde_sample_freq": 4,
-    }),
-    ("sac", "Pendulum-v1"): ("relaxed", 1, 20_000, {"learning_rate": 1e-3}),
-    ("td3", "Pendulum-v1"): ("relaxed", 1, 20_000, {
-        "gamma": 0.98, "buffer_size": 200_000, "learning_starts": 10_000, "noise_std": 0.1,
-        "gradient_steps": 1, "train_freq": 1, "learning_rate": 1e-3,
-        "policy_kwargs": {"net_arch": [400, 300]},
-    }),
+#: for free); A2C and PPO act in the env's own space, as the zoo tuned them.
+ZOO_STANDARD: dict[tuple[str, str], dict[str, Any]] = {
+    ("a2c", "CartPole-v1"): {
+        "action_space": "native", "n_envs": 8, "total_steps": 500_000,
+        "hyperparams": {"ent_coef": 0.0},
+    },
+    ("a2c", "Pendulum-v1"): {
+        "action_space": "native", "n_envs": 8, "total_steps": 1_000_000, "normalize": True,
+        "hyperparams": {
+            "ent_coef": 0.0, "max_grad_norm": 0.5, "n_steps": 8, "gae_lambda": 0.9,
+            "vf_coef": 0.4, "gamma": 0.9, "use_rms_prop": True, "normalize_advantage": False,
+            "learning_rate": "lin_7e-4", "use_sde": True,
+            "policy_kwargs": {"log_std_init": -2.0, "ortho_init": False},
+        },
+    },
+    ("ppo", "CartPole-v1"): {
+        "action_space": "native", "n_envs": 8, "total_steps": 100_000,
+        "hyperparams": {
+            "n_steps": 32, "batch_size": 256, "gae_lambda": 0.8, "gamma": 0.98, "n_epochs": 20,
+            "ent_coef": 0.0, "learning_rate": "lin_0.001", "clip_range": "lin_0.2",
+        },
+    },
+    ("ppo", "Pendulum-v1"): {
+        "action_space": "native", "n_envs": 4, "total_steps": 100_000,
+        "hyperparams": {
+            "n_steps": 1024, "gae_lambda": 0.95, "gamma": 0.9, "n_epochs": 10, "ent_coef": 0.0,
+            "learning_rate": 1e-3, "clip_range": 0.2, "use_sde": True, "sde_sample_freq": 4,
+        },
+    },
+    ("sac", "Pendulum-v1"): {
+        "action_space": "relaxed", "n_envs": 1, "total_steps": 20_000,
+        "hyperparams": {"learning_rate": 1e-3},
+    },
+    ("td3", "Pendulum-v1"): {
+        "action_space": "relaxed", "n_envs": 1, "total_steps": 20_000,
+        "hyperparams": {
+            "gamma": 0.98, "buffer_size": 200_000, "learning_starts": 10_000, "noise_std": 0.1,
+            "gradient_steps": 1, "train_freq": 1, "learning_rate": 1e-3,
+            "policy_kwargs": {"net_arch": [400, 300]},
+        },
+    },
 }  # fmt: skip
 
 
@@ -213,9 +239,7 @@ def zoo_preset(
         raise ConfigError(
             f"no zoo preset for algo {algo!r} on env {env!r}: presets are {sorted(ZOO_STANDARD)}"
         )
-    action_space, n_envs, steps, zoo = ZOO_STANDARD[(algo, env)]
-    cfg = SB3Config(
-        algo=algo, env=env, total_steps=steps, n_envs=n_envs, action_space=action_space,
-        base="sb3", hyperparams={**zoo, **(hyperparams or {})},
-    )  # fmt: skip
-    return dataclasses.replace(cfg, **changes)
+    entry = ZOO_STANDARD[(algo, env)]
+    merged = {**entry["hyperparams"], **(hyperparams or {})}
+    fields = {**entry, "hyperparams": merged, **changes}
+    return SB3Config(algo=algo, env=env, base="sb3", **fields)

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.vec_env import VecNormalize
 
 from impala_hybrid.algos.sb3.relaxation import Relaxation
 from impala_hybrid.threads import torch_threads
@@ -25,7 +26,9 @@ class SB3Policy:
     """Callable ``obs [N, ...] -> batched env action`` over an SB3 model (greedy by default).
 
     ``relaxation``: the one the model was trained through (None: the model acts in the env's
-    own space). Runs on ``threads`` torch threads (see :mod:`impala_hybrid.threads`).
+    own space). ``normalizer``: the ``VecNormalize`` it was trained behind (its observation
+    statistics, frozen, scale what the model sees). Runs on ``threads`` torch threads (see
+    :mod:`impala_hybrid.threads`).
     """
 
     def __init__(
@@ -33,18 +36,22 @@ class SB3Policy:
         model: BaseAlgorithm,
         relaxation: Relaxation | None,
         *,
+        normalizer: VecNormalize | None = None,
         deterministic: bool = True,
         threads: int = 1,
         name: str = "sb3",
     ) -> None:
         self.model = model
         self.relaxation = relaxation
+        self.normalizer = normalizer
         self.deterministic = deterministic
         self.threads = threads
         self.name = name
 
     def __call__(self, obs: np.ndarray) -> Any:
-        obs = np.asarray(obs, np.float32)
+        x: Any = np.asarray(obs, np.float32)
+        if self.normalizer is not None:
+            x = self.normalizer.normalize_obs(x)
         with torch_threads(self.threads):
-            action, _ = self.model.predict(obs, deterministic=self.deterministic)
+            action, _ = self.model.predict(x, deterministic=self.deterministic)
         return self.relaxation.decode(action) if self.relaxation is not None else action

@@ -14,7 +14,8 @@ What we write by hand, and why:
 * the run directory, so a baseline's run is read like any other: ``model.zip`` (SB3's),
   ``sb3_config.yaml`` (:class:`~impala_hybrid.algos.sb3.config.SB3Config`, reloadable),
   ``monitor.csv`` (SB3's ``VecMonitor``: return, length and wall time of every training
-  episode, the learning curve) and ``run.json`` (env steps and seconds of training).
+  episode, the learning curve), ``run.json`` (env steps and seconds of training) and, with
+  ``normalize``, ``vecnormalize.pkl`` (SB3's running statistics, which the policy needs).
 
 Evaluation is ours (``policy.py``), not SB3's ``evaluate_policy``.
 """
@@ -34,7 +35,7 @@ import yaml
 from stable_baselines3 import A2C, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.noise import NormalActionNoise
-from stable_baselines3.common.vec_env import VecMonitor
+from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
 
 from impala_hybrid.algos.sb3.config import SB3Config, linear_schedule
 from impala_hybrid.algos.sb3.policy import SB3Policy
@@ -45,8 +46,8 @@ from impala_hybrid.jsonsafe import json_safe
 from impala_hybrid.threads import torch_threads
 
 _CLASSES: dict[str, type[BaseAlgorithm]] = {"a2c": A2C, "ppo": PPO, "sac": SAC, "td3": TD3}
-MODEL_FILE, CONFIG_FILE, MONITOR_FILE, RUN_FILE = (
-    "model.zip", "sb3_config.yaml", "monitor.csv", "run.json",
+MODEL_FILE, CONFIG_FILE, MONITOR_FILE, RUN_FILE, NORMALIZE_FILE = (
+    "model.zip", "sb3_config.yaml", "monitor.csv", "run.json", "vecnormalize.pkl",
 )  # fmt: skip
 
 #: ``make_env(num_envs) -> vector env`` (``SAME_STEP`` autoreset, as ``envs.factory`` makes).
@@ -89,14 +90,19 @@ def sb3_kwargs(cfg: SB3Config, action_space: gym.Space[Any]) -> dict[str, Any]:
 
 def make_sb3_env(
     cfg: SB3Config, make_env: EnvFactory | None = None, monitor: str | None = None
-) -> VecMonitor:
-    """``VecMonitor(RelaxedVecEnv(make_env(cfg.num_envs)))``; ``monitor``: its CSV path."""
+) -> VecEnv:
+    """``VecMonitor(RelaxedVecEnv(make_env(cfg.num_envs)))`` (``monitor``: its CSV path),
+    behind ``VecNormalize`` with ``cfg.normalize`` (outside the monitor, so the monitor logs
+    the env's own rewards; discounting returns with the algorithm's gamma, as the zoo does)."""
     venv = (make_env or default_env_factory(cfg))(cfg.num_envs)
-    return VecMonitor(RelaxedVecEnv(venv, relax=cfg.action_space == "relaxed"), monitor)
+    env: VecEnv = VecMonitor(RelaxedVecEnv(venv, relax=cfg.action_space == "relaxed"), monitor)
+    if cfg.normalize:
+        env = VecNormalize(env, gamma=cfg.resolved_hyperparams().get("gamma", 0.99))
+    return env
 
 
-def _relaxation(env: VecMonitor) -> Relaxation | None:
-    inner = env.venv
+def _relaxation(env: VecEnv) -> Relaxation | None:
+    inner = env.unwrapped
     assert isinstance(inner, RelaxedVecEnv)
     return inner.relaxation
 
@@ -124,10 +130,15 @@ def train_sb3(
     finally:
         env.close()
     seconds = time.perf_counter() - start
-    policy = SB3Policy(model, _relaxation(env), name=f"sb3:{cfg.algo}")
+    normalizer = env if isinstance(env, VecNormalize) else None
+    if normalizer is not None:
+        normalizer.training = False  # frozen statistics from here on
+    policy = SB3Policy(model, _relaxation(env), normalizer=normalizer, name=f"sb3:{cfg.algo}")
     run = SB3Run(cfg, model, policy, int(model.num_timesteps), seconds)
     if out is not None:
         model.save(out / MODEL_FILE)
+        if normalizer is not None:
+            normalizer.save(str(out / NORMALIZE_FILE))
         save_config(cfg, out / CONFIG_FILE)
         info = {"algo": cfg.algo, "env_steps": run.env_steps, "seconds": round(seconds, 3)}
         (out / RUN_FILE).write_text(json.dumps(info, indent=2) + "\n")
@@ -150,11 +161,15 @@ def load_sb3(run_dir: str | Path) -> SB3Run:
     run = Path(run_dir)
     cfg = load_config(run / CONFIG_FILE)
     model = algorithm_class(cfg.algo).load(run / MODEL_FILE, device="cpu")
-    relaxation = None
-    if cfg.action_space == "relaxed":
-        venv = make_vector_env(cfg.env, 1, cfg.env_kwargs)
-        relaxation = Relaxation.of(venv.single_action_space)
-        venv.close()
+    # One env of the run's kind: its relaxation, and the spaces VecNormalize.load checks.
+    env = RelaxedVecEnv(
+        make_vector_env(cfg.env, 1, cfg.env_kwargs), relax=cfg.action_space == "relaxed"
+    )
+    normalizer = None
+    if cfg.normalize:
+        normalizer = VecNormalize.load(str(run / NORMALIZE_FILE), env)
+        normalizer.training = False
+    env.close()
     info = json.loads((run / RUN_FILE).read_text())
-    policy = SB3Policy(model, relaxation, name=f"sb3:{cfg.algo}")
+    policy = SB3Policy(model, env.relaxation, normalizer=normalizer, name=f"sb3:{cfg.algo}")
     return SB3Run(cfg, model, policy, int(info["env_steps"]), float(info["seconds"]))
