@@ -146,6 +146,22 @@ def run_policy(cfg: TrainConfig, model: Any, weights: Sequence[float] | None = N
     return WithPreference(policy, simplex_weights(w, k, "preference weights"))
 
 
+def objective_names(cfg: TrainConfig) -> tuple[str, ...] | None:
+    """The objectives whose weights end a preference-conditioned run's observations (None
+    for other runs): the UAV env's ``OBJECTIVE_NAMES``, else ``objective_0, ...``."""
+    from impala_hybrid.envs.config import OBJECTIVE_NAMES
+    from impala_hybrid.runtime.serial import make_env
+
+    if cfg.preference == "none":
+        return None
+    if cfg.env == UAVNET_ID:
+        return OBJECTIVE_NAMES
+    probe = make_env(cfg, 1)
+    k = probe.num_objectives
+    probe.close()
+    return tuple(f"objective_{i}" for i in range(k))
+
+
 class Evaluator:
     """Greedy evaluation on fixed seeds; baselines (UAV env only) computed once."""
 
