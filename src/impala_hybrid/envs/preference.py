@@ -35,7 +35,7 @@ from gymnasium.vector import VectorEnv
 from impala_hybrid.validation import ConfigError
 
 
-def simplex_weights(w: Sequence[float], k: int, name: str = "weights") -> np.ndarray:
+def simplex_point(w: Sequence[float], k: int, name: str = "weights") -> np.ndarray:
     """``w`` as a ``[k]`` float32 point of the simplex (scaled to sum 1), or a
     :class:`ConfigError` naming ``name``."""
     arr = np.asarray(w, np.float64).reshape(-1)
@@ -72,7 +72,7 @@ class PreferenceVectorEnv(VectorEnv):
         self.num_objectives = k = len(weights)
         self.num_envs = env.num_envs
         self.alpha = float(alpha)
-        self.fixed = None if fixed is None else simplex_weights(fixed, k, "preference weights")
+        self.fixed = None if fixed is None else simplex_point(fixed, k, "preference weights")
         self._rng = np.random.default_rng(seed)
         inner = env.single_observation_space
         if not isinstance(inner, gym.spaces.Box) or len(inner.shape) != 1:

@@ -132,7 +132,7 @@ def run_policy(cfg: TrainConfig, model: Any, weights: Sequence[float] | None = N
     """The greedy policy of a trained ``model``: a :class:`TorchPolicy`, held at objective
     weights ``weights`` when the run is preference-conditioned (default: the env's own
     scalarisation, ``config.weights``, scaled to sum to 1)."""
-    from impala_hybrid.envs.preference import simplex_weights
+    from impala_hybrid.envs.preference import simplex_point
     from impala_hybrid.evaluation.policy import TorchPolicy, WithPreference
     from impala_hybrid.runtime.serial import make_env
 
@@ -143,7 +143,7 @@ def run_policy(cfg: TrainConfig, model: Any, weights: Sequence[float] | None = N
     k, default = probe.num_objectives, probe.config.weights
     probe.close()
     w = default if weights is None else weights
-    return WithPreference(policy, simplex_weights(w, k, "preference weights"))
+    return WithPreference(policy, simplex_point(w, k, "preference weights"))
 
 
 def objective_names(cfg: TrainConfig) -> tuple[str, ...] | None:
