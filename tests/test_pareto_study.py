@@ -35,11 +35,8 @@ def test_a_tiny_study_reports_hypervolume_and_expected_utility(tmp_path: Path) -
         train_seeds(cfg, [0], tmp_path / name, "serial")
     result = pareto_study.evaluate_sets(tmp_path, base, episodes=1, num_envs=2, seed=0)
     sets = result["sets"]
-    assert [len(sets[k]["points"]) for k in ("conditioned", "fixed sweep", "classical")] == [
-        7,
-        7,
-        5,
-    ]
+    sizes = [len(sets[k]["points"]) for k in ("conditioned", "fixed sweep", "classical")]
+    assert sizes == [7, 7, 5]
     for s in sets.values():
         assert s["hypervolume"] > 0.0 and np.isfinite(s["expected_utility"])
     # a policy's point does not depend on the weights it is scored with; EU is the best
