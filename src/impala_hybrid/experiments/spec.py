@@ -120,6 +120,16 @@ class TrainConfig:
         "scalar", "scalar critic, or a vector critic with one value per objective (UAV env)",
         choices=("scalar", "vector"),
     )  # fmt: skip
+    preference: str = spec(
+        "none", "multi-objective envs: 'dirichlet' draws each episode's objective weights w "
+        "from Dirichlet(preference_alpha) and gives them to the policy and the vector critic "
+        "as extra observation entries (envs/preference.py), so one run learns a policy for "
+        "every trade-off; needs critic = 'vector'", choices=("none", "dirichlet"),
+    )  # fmt: skip
+    preference_alpha: float = spec(
+        1.0, "Dirichlet concentration of the per-episode weights (1: uniform on the simplex)",
+        lo=0.0, lo_open=True,
+    )  # fmt: skip
     torch_threads: int = spec(1, "intra-op threads of the learner", lo=1)
     log_interval: int = spec(10, "learner steps between progress records", lo=1)
     # Run-directory settings (runtime/trainer.py); train_serial ignores them.
@@ -146,6 +156,12 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         validate(self)
+        if self.preference != "none" and self.critic != "vector":
+            raise ConfigError(
+                f"TrainConfig.preference = {self.preference!r} is invalid with critic = "
+                f"{self.critic!r}: each step is scalarised with its episode's weights after "
+                "V-trace, which needs a vector critic; set critic = 'vector'"
+            )
         if self.warm_start is not None:
             from impala_hybrid import UAVNET_ID
             from impala_hybrid.envs.heuristics import HEURISTICS

@@ -94,7 +94,8 @@ class Targets(NamedTuple):
     popart_mu: Tensor  # [K] PopArt statistics including this batch (the current ones if off)
     popart_nu: Tensor
     q_scalar: Tensor  # [T, B] w . q_s: the regression target of Q(x_s, k_s)
-    adv_scale: Tensor  # [] what A_s was divided by (1 without normalisation)
+    adv_scale: Tensor  # [] (or [T, B] with PopArt and per-step preferences) what A_s was
+    # divided by (1 without normalisation)
 
 
 class Losses(NamedTuple):
@@ -125,12 +126,15 @@ class Learner:
         device: torch.device | str = "cpu",
         comm: Comm | None = None,
         constraints: Mapping[str, int] | None = None,
+        preference_dims: int = 0,
     ) -> None:
         """``comm``: the other learners of a synchronous multi-learner step (default: none);
         rank 0's initial weights are broadcast to the others. ``constraints``: name -> index
         of each reward component that is a constraint's slack ``limit - cost``
         (``experiments.spec.constraint_components``), whose weight is a learned Lagrange
-        multiplier with ``config.lagrange``."""
+        multiplier with ``config.lagrange``. ``preference_dims = K > 0``: the observations'
+        last ``K`` entries are each episode's objective weights (``envs/preference.py``),
+        which replace the first ``K`` reward weights step by step (:meth:`step_weights`)."""
         self.config = config
         self.comm = comm if comm is not None else Comm()
         self.device = torch.device(device)
@@ -147,6 +151,9 @@ class Learner:
                 f"reward_weights has shape {tuple(reward_weights.shape)}, expected ({k},)"
             )
         self.reward_weights = reward_weights.to(self.device, torch.float32)
+        if not 0 <= preference_dims <= k:
+            raise ValueError(f"preference_dims = {preference_dims} is invalid: range [0, {k}]")
+        self.preference_dims = preference_dims
         self.constraint_names = tuple(constraints or {})
         self._constraint_index = torch.tensor(list((constraints or {}).values()), dtype=torch.long)
         if config.lagrange != bool(self.constraint_names):
@@ -358,6 +365,20 @@ class Learner:
         """``[K]`` PopArt scales ``sqrt(nu - mu^2)`` (ones without PopArt)."""
         return _sigma(self.popart_mu, self.popart_nu)
 
+    def step_weights(self, b: Batch) -> Tensor:
+        """The weights that scalarise each step's value components: ``[K]`` (the same for
+        every step), or ``[T, B, K]`` with preference conditioning, where each column's
+        objectives are weighted by the ``w`` its episode was played with (read back from the
+        observations: ``obs[t, b, -P:]``) and the other components (constraint slacks, the
+        remainder) keep their learner weights. Multiply and sum over the last axis."""
+        w = self.reward_weights
+        p = self.preference_dims
+        if p == 0:
+            return w
+        pref = b.obs[: b.unroll_length, :, -p:].to(w.dtype)  # [T, B, P]
+        rest = w[p:].expand(*pref.shape[:2], -1)
+        return torch.cat([pref, rest], dim=-1)
+
     def forward(self, b: Batch) -> Forward:
         """Policy and values of the current weights on the batch's ``T + 1`` observations."""
         t_len = b.unroll_length
@@ -377,7 +398,7 @@ class Learner:
                 final_values[idx] = self.model.values_after(b.final_obs[idx], state) * sigma + mu
         q = chosen = None
         if out.action_advantages is not None:  # Q = w . V + a, V detached (dueling split)
-            base = values[:t_len].detach() @ self.reward_weights
+            base = (values[:t_len].detach() * self.step_weights(b)).sum(-1)
             q = base[..., None] + out.action_advantages[:t_len]
             k = b.actions.discrete if isinstance(b.actions, HybridAction) else b.actions
             chosen = q.gather(-1, k.long()[..., None])[..., 0]
@@ -417,8 +438,8 @@ class Learner:
             lam=cfg.lam,
             ratio_mode=cfg.ratio_mode,  # type: ignore[arg-type]
         )
-        w = self.reward_weights
-        adv = (vt.q_estimate - fwd.values[:t_len].detach()) @ w  # [T, B]
+        w = self.step_weights(b)  # [K] or [T, B, K]
+        adv = ((vt.q_estimate - fwd.values[:t_len].detach()) * w).sum(-1)  # [T, B]
         mu, nu = self.popart_mu, self.popart_nu
         if cfg.popart:
             mu, nu = self._popart_statistics(vt.vs)
@@ -428,10 +449,10 @@ class Learner:
             scale = self.comm.std(adv) + 1e-8
             adv = (adv - self.comm.mean(adv)) / scale
         elif cfg.popart:  # scale-free advantages: divide by the scale of w . V (Hessel 2019)
-            scale = (w.square() @ sigma.square()).sqrt()
+            scale = (w.square() * sigma.square()).sum(-1).sqrt()  # [] or [T, B]
             adv = adv / scale
         weighted = adv if cfg.pg_clip_eps is not None else vt.pg_rhos * adv
-        return Targets(vt, log_rhos, weighted, mu, nu, vt.q_estimate @ w, scale)
+        return Targets(vt, log_rhos, weighted, mu, nu, (vt.q_estimate * w).sum(-1), scale)
 
     def losses(self, fwd: Forward, tg: Targets, ent_coef: float) -> Losses:
         """Policy-gradient, baseline and entropy losses (``ops.losses``) and their sum.
@@ -483,7 +504,8 @@ class Learner:
         choice = getattr(fwd.dist, "discrete", fwd.dist)  # a hybrid's part, or the whole
         assert isinstance(choice, CategoricalDistribution)
         probs = choice.probs
-        return expected_policy_gradient_loss(probs, fwd.action_values.detach() / tg.adv_scale)
+        scale = tg.adv_scale[..., None] if tg.adv_scale.dim() else tg.adv_scale  # per step?
+        return expected_policy_gradient_loss(probs, fwd.action_values.detach() / scale)
 
     def entropy_coefs(self, ent_coef: float) -> Tensor:
         """``[2]`` entropy weights of a hybrid policy's (discrete, continuous) parts: the fixed
