@@ -46,9 +46,13 @@ class RelaxationError(ValueError):
     """A relaxed action of the wrong shape, not finite, or outside ``[-1, 1]``."""
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Relaxation:
-    """A hybrid (or plain) action space and its ``Box(-1, 1, (D + K,))`` relaxation."""
+    """A hybrid (or plain) action space and its ``Box(-1, 1, (D + K,))`` relaxation.
+
+    Compared by identity (``eq=False``): the spec holds bound arrays, which ``==`` on the
+    generated ``__eq__`` would turn into an ambiguous-truth-value error.
+    """
 
     spec: ActionSpec
 
