@@ -24,7 +24,7 @@ Per algorithm, and why the zoo's Pendulum entry is the right start:
   rollouts, no GAE, a constant rate) are what the zoo keeps for discrete tasks only; every
   continuous-control A2C entry of the zoo uses this recipe, with gSDE (state-dependent
   exploration, Raffin et al. 2022, "Smooth exploration for robotic reinforcement learning",
-  CoRL), which those authors found A2C needs on continuous actions.
+  CoRL), which improved A2C and PPO on those authors' continuous-control benchmarks.
 * **PPO** (``ppo.yml`` Pendulum-v1): 4 envs, ``n_steps = 1024``, ``gae_lambda = 0.95``,
   10 epochs, ``lr = 1e-3``, ``clip_range = 0.2``, ``ent_coef = 0``, gSDE resampled every 4
   steps; SB3's minibatch of 64. Long rollouts suit the UAV env's long episodes.
@@ -185,7 +185,8 @@ class SB3Config:
 #: ``total_steps``, ``normalize``, ``n_envs``, the rest as ``hyperparams``) from the files
 #: named in the module docstring. SAC and TD3 act through the relaxation (for a Box it is the
 #: same rescaling to ``[-1, 1]`` SB3 does itself, so it tests the wrapper's continuous part
-#: for free); A2C and PPO act in the env's own space, as the zoo tuned them.
+#: for free); A2C and PPO act in the env's own space, as the zoo tuned them. One difference:
+#: VecNormalize's return discount is SB3's 0.99, not the entry's gamma (``train.make_sb3_env``).
 ZOO_STANDARD: dict[tuple[str, str], dict[str, Any]] = {
     ("a2c", "CartPole-v1"): {
         "action_space": "native", "n_envs": 8, "total_steps": 500_000,
