@@ -109,3 +109,17 @@ def test_one_run_learns_the_best_action_for_every_preference() -> None:
         acts[w1] = float(np.asarray(policy(np.zeros((1, 1), np.float32))).reshape(-1)[0])
         assert acts[w1] == pytest.approx(w1**2 / (w1**2 + w2**2), abs=0.06), (w1, acts)
     assert acts[0.9] - acts[0.1] > 0.8
+
+
+def test_draws_can_centre_on_the_env_weights() -> None:
+    """``preference_center = env``: the Dirichlet's mean is the env's own scalarisation."""
+    cfg = uav(preference_center="env", preference_alpha=50.0)
+    env = make_env(cfg, 512, seed=3)
+    obs, _ = env.reset(seed=3)
+    w0 = np.array(env.config.weights) / sum(env.config.weights)
+    np.testing.assert_allclose(obs[:, 29:].mean(0), w0, atol=0.01)
+    spread = np.abs(obs[:, 29:] - w0).max()
+    uniform = make_env(uav(), 512, seed=3).reset(seed=3)[0][:, 29:]
+    assert spread < np.abs(uniform - w0).max()  # concentrated around w0
+    with pytest.raises(ConfigError, match=r"every objective needs a positive weight"):
+        PreferenceVectorEnv(make_vector_env(TOY, 2, {"weights": (1.0, 0.0)}), center=(1, 0))

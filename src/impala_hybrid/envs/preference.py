@@ -48,14 +48,17 @@ def simplex_point(w: Sequence[float], k: int, name: str = "weights") -> np.ndarr
 
 
 class PreferenceVectorEnv(VectorEnv):
-    """See the module docstring. ``alpha``: the Dirichlet concentration of the per-episode
-    draw; ``fixed``: one ``w`` for every episode instead (evaluation at a preference)."""
+    """See the module docstring. The per-episode draw is Dirichlet with parameters ``K *
+    alpha * center`` (``center`` scaled to sum 1; default uniform, so ``alpha = 1`` is
+    uniform on the simplex); ``fixed``: one ``w`` for every episode instead (evaluation at
+    a preference)."""
 
     def __init__(
         self,
         env: VectorEnv,
         *,
         alpha: float = 1.0,
+        center: Sequence[float] | None = None,
         fixed: Sequence[float] | None = None,
         seed: int = 0,
     ) -> None:
@@ -72,6 +75,13 @@ class PreferenceVectorEnv(VectorEnv):
         self.num_objectives = k = len(weights)
         self.num_envs = env.num_envs
         self.alpha = float(alpha)
+        mean = np.full(k, 1.0 / k) if center is None else simplex_point(center, k, "center")
+        if (mean <= 0).any():
+            raise ConfigError(
+                f"preference center = {list(center or [])!r} is invalid: every objective "
+                "needs a positive weight for a Dirichlet centred on it"
+            )
+        self.concentration = k * self.alpha * mean  # Dirichlet parameters, mean = mean
         self.fixed = None if fixed is None else simplex_point(fixed, k, "preference weights")
         self._rng = np.random.default_rng(seed)
         inner = env.single_observation_space
@@ -101,7 +111,7 @@ class PreferenceVectorEnv(VectorEnv):
         if self.fixed is not None:
             self.preference[mask] = self.fixed
         else:
-            draw = self._rng.dirichlet(np.full(self.num_objectives, self.alpha), size=n)
+            draw = self._rng.dirichlet(self.concentration, size=n)
             self.preference[mask] = draw.astype(np.float32)
 
     def _with(self, obs: Any, w: np.ndarray) -> np.ndarray:

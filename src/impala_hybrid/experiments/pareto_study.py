@@ -37,6 +37,7 @@ import numpy as np
 
 from impala_hybrid.envs.bounds import objective_bounds
 from impala_hybrid.envs.config import OBJECTIVE_NAMES, UAVNetConfig
+from impala_hybrid.experiments.config_io import config_from_dict, parse_set
 from impala_hybrid.experiments.spec import PRESETS, TrainConfig
 from impala_hybrid.experiments.study import train_seeds
 from impala_hybrid.ops.pareto import expected_utility, hypervolume, reference_point
@@ -140,9 +141,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--episodes", type=int, default=4, help="rounds of --num-envs episodes")
     p.add_argument("--num-envs", type=int, default=32)
     p.add_argument("--seed", type=int, default=0, help="seed of the held-out episodes")
+    p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[],
+                   metavar="FIELD=VALUE", help="overrides of the conditioned run's config "
+                   "(e.g. preference_center=env)")  # fmt: skip
     args = p.parse_args(argv)
     base = PRESETS[args.preset]()
-    for name, cfg in study_configs(base, args.steps).items():
+    runs = study_configs(base, args.steps)
+    sets = parse_set(args.overrides)
+    if sets:
+        runs["conditioned"] = config_from_dict(sets, base=runs["conditioned"], source="--set")
+    for name, cfg in runs.items():
         train_seeds(cfg, [0], args.out / name, args.runtime)
     result = evaluate_sets(args.out, base, args.episodes, args.num_envs, args.seed)
     (args.out / "pareto.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -127,8 +127,14 @@ class TrainConfig:
         "every trade-off; needs critic = 'vector'", choices=("none", "dirichlet"),
     )  # fmt: skip
     preference_alpha: float = spec(
-        1.0, "Dirichlet concentration of the per-episode weights (1: uniform on the simplex)",
+        1.0, "Dirichlet concentration of the per-episode weights, per objective (1 with "
+        "preference_center = uniform: uniform on the simplex; larger: closer to the centre)",
         lo=0.0, lo_open=True,
+    )  # fmt: skip
+    preference_center: str = spec(
+        "uniform", "where the per-episode weights centre: 'uniform' (mean 1/K each) or 'env' "
+        "(mean: the env's own weights, e.g. the UAV default scalarisation; Dirichlet "
+        "parameters K * preference_alpha * w0)", choices=("uniform", "env"),
     )  # fmt: skip
     torch_threads: int = spec(1, "intra-op threads of the learner", lo=1)
     log_interval: int = spec(10, "learner steps between progress records", lo=1)

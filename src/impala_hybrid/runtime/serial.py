@@ -103,7 +103,11 @@ def make_env(
                 f"'dirichlet'; this one has {cfg.preference!r}"
             )
         return env
-    return PreferenceVectorEnv(env, alpha=cfg.preference_alpha, fixed=preference, seed=seed)
+    own = getattr(getattr(env, "config", None), "weights", None)  # None: the wrapper says why
+    center = own if cfg.preference_center == "env" else None
+    return PreferenceVectorEnv(
+        env, alpha=cfg.preference_alpha, center=center, fixed=preference, seed=seed
+    )
 
 
 def preference_dims(cfg: TrainConfig, env: Any) -> int:
