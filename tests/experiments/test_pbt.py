@@ -185,7 +185,7 @@ def test_an_exploit_continues_the_donor_with_the_new_learning_rate(tmp_path: Pat
     assert rounds == [("trial_0", 1), ("trial_1", 1), ("trial_1", 2)]
     (summary,) = [s for s in summarize(history) if s.label == "trial_1"]
     assert summary.lineage == [
-        f"at 128 copied trial_0 ({exploit[0]['donor_score']:.1f}); lr 0.0006 -> 0.005, "
+        f"at 128 copied trial_0 ({exploit[0]['donor_score']:.2f}); lr 0.0006 -> 0.005, "
         "entropy_coef 0.01 -> 0.02"
     ]
     assert math.isfinite(summary.final) and summary.env_steps == 256

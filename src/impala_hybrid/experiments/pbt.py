@@ -19,15 +19,20 @@ whom and with which new hyperparameters. Everything a trial trains, saves and lo
   ``last.pt`` and ``best.pt`` and ``meta.json`` (the writer's trial, env steps, round, score
   and hyperparameters). On an exploit Tune restarts the trial with the donor's Tune
   checkpoint and the new hyperparameters; the trial copies the donor's ``last.pt`` and
-  ``best.pt`` into its own run directory (it continues the donor's lineage) and resumes it
-  under its new config.
+  ``best.pt`` into its own run directory (it continues the donor's lineage: weights,
+  optimizer moments, counters, and the envs' state and random streams, so the two trials
+  part ways through their hyperparameters) and resumes it under its new config. Tune keeps
+  every checkpoint (about 2.3 MB a trial a round for ``uav_hybrid``): with ``num_to_keep``
+  a trial that exploited a donor's checkpoint may delete it while the donor still counts on
+  it (Tune's PBT shares the checkpoint between the two).
 * New hyperparameters take effect by rebuilding the trial's ``TrainConfig`` from the base
   config (:func:`apply_hyperparameters`, ``dataclasses.replace``): ``config.yaml`` then says
   what the trial trains with (``eval``, ``export`` and ``train --resume`` read it), and one
   mechanism serves every hyperparameter, including those the learner reads only at
   construction (``rho_bar``, the reward weights of a vector critic). The learner recomputes
   its learning rate from the config's schedule at every step, so a perturbed ``lr`` is the
-  optimizer's from the first step after the exploit (tested in ``tests/runtime/test_pbt.py``);
+  optimizer's from the first step after the exploit (tested in
+  ``tests/experiments/test_pbt.py``);
   ``Learner.lr_scale``/``entropy_scale`` are not used (they stay at 1).
 * The score is the greedy return on the validation seeds under the *base* config's objective
   weights and constraint hinges (the trials' evaluator is the base config's), so trials that
@@ -49,7 +54,8 @@ are clipped into the ranges. What each name changes is in :data:`HYPERPARAMETERS
 Tune's clock is the round (``time_attr = "round"``, ``perturbation_interval = 1``), not the
 env steps: a round ends at the first learner step at or past ``k * interval`` env steps, so
 the reported env steps overshoot by up to one batch, and an interval measured in env steps
-would then skip perturbations now and then.
+would then skip perturbations now and then. A trial's last round ends it (a Tune stop
+criterion), so PBT never overwrites a finished trial with a copy.
 
 Resume: ``run_pbt(..., resume=True)`` (``impala-hybrid pbt --resume OUT``) restores the Tune
 experiment in ``OUT/tune`` (``Tuner.restore``); each trial restarts from its latest Tune
@@ -523,6 +529,7 @@ def tune_trainable(config: dict[str, Any], *, base: TrainConfig, pbt: PBTConfig,
     while not trial.done:
         metrics, ckpt = trial.train_round()
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(ckpt)))
+        shutil.rmtree(ckpt)  # Tune has copied it into OUT/tune
 
 
 # --- the experiment -----------------------------------------------------------------------
@@ -687,22 +694,40 @@ def read_history(out: str | Path) -> list[dict[str, Any]]:
 
 
 def _fmt(x: float) -> str:
-    return f"{x:.3g}" if abs(x) < 1e-2 or abs(x) >= 1e4 else f"{x:.4g}"
+    return f"{x:.3g}"
 
 
 def _steps(n: int) -> str:
-    return f"{n / 1e6:g}M" if n >= 1_000_000 else f"{n / 1e3:g}k" if n >= 1000 else str(n)
+    return f"{n / 1e6:.3g}M" if n >= 1_000_000 else f"{n / 1e3:.3g}k" if n >= 1000 else str(n)
+
+
+def _grouped(values: Mapping[str, float]) -> dict[str, str]:
+    """Formatted values, the objective weights as one ``weights [g, l, e, en, f, s]`` entry
+    (objectives not searched shown as ``-``) and the hinge coefficients as ``hinges``."""
+    out: dict[str, str] = {}
+    groups: dict[str, list[str]] = {}
+    for name, h in HYPERPARAMETERS.items():
+        if h.group in ("weights", "hinges"):
+            groups.setdefault(h.group, []).append(name)
+        elif name in values:
+            out[name] = _fmt(values[name])
+    for group, names in groups.items():
+        if any(n in values for n in names):
+            out[group] = "[" + ", ".join(_fmt(values[n]) if n in values else "-" for n in names)
+            out[group] += "]"
+    return out
 
 
 def lineage(event: Mapping[str, Any]) -> str:
-    """``at 200k copied trial_1 (412.0); lr 3e-4 -> 3.6e-4`` (changed values only)."""
-    donor, new = event["donor_hyperparameters"], event["new"]
-    changes = [
-        f"{k} {_fmt(donor[k])} -> {_fmt(v)}"
-        for k, v in new.items()
-        if k in donor and not math.isclose(donor[k], v, rel_tol=1e-9)
-    ]
-    head = f"at {_steps(event['env_steps'])} copied {event['donor']} ({event['donor_score']:.1f})"
+    """``at 200k copied trial_1 (412.0); lr 0.0003 -> 0.00036`` (changed values only: the
+    donor's hyperparameters, then what the exploiting trial continues with)."""
+    donor, new = _grouped(event["donor_hyperparameters"]), _grouped(event["new"])
+    changes = [f"{k} {donor[k]} -> {v}" for k, v in new.items() if donor.get(k, v) != v]
+    score = event["donor_score"]
+    head = (
+        f"at {_steps(event['env_steps'])} copied {event['donor']} "
+        f"({'n/a' if score is None else f'{score:.2f}'})"
+    )
     return head + ("; " + ", ".join(changes) if changes else "; no change")
 
 
@@ -741,7 +766,7 @@ def summary_table(history: Sequence[Mapping[str, Any]], title: str = "PBT popula
     for s in summarize(history):
         table.add_row(
             s.label, f"{s.final:.2f}", f"{s.best:.2f}", f"{s.env_steps:,}",
-            ", ".join(f"{k} {_fmt(v)}" for k, v in s.hyperparameters.items()),
+            ", ".join(f"{k} {v}" for k, v in _grouped(s.hyperparameters).items()),
             "\n".join(s.lineage) or "-",
         )  # fmt: skip
     return table
