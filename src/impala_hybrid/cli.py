@@ -636,6 +636,7 @@ def _pbt_overrides(args: argparse.Namespace) -> tuple[list[str], dict[str, Any]]
 def cmd_pbt(args: argparse.Namespace) -> int:
     from impala_hybrid.experiments.config_io import load_config
     from impala_hybrid.experiments.pbt import (
+        PBTError,
         load_experiment,
         pbt_config,
         print_summary,
@@ -667,6 +668,9 @@ def cmd_pbt(args: argparse.Namespace) -> int:
         left = unfinished(out)
     except ConfigError as e:
         raise CliError(str(e)) from None
+    except PBTError as e:  # not bad input: exit status 1
+        print(f"{PROG} pbt: {e}", file=sys.stderr)
+        return 1
     if left:  # Ctrl-C: Tune saved the experiment and returned
         console.print(
             f"stopped with {left} of {pbt.population} trials unfinished; continue with: "

@@ -23,17 +23,18 @@ from impala_hybrid.experiments.pbt import (
     apply_hyperparameters,
     initial_population,
     read_history,
+    save_experiment,
     search_space,
     summarize,
 )
-from impala_hybrid.experiments.spec import cartpole, pendulum, uav_hybrid
+from impala_hybrid.experiments.spec import TrainConfig, cartpole, pendulum, uav_hybrid
 from impala_hybrid.runtime.checkpoint import load_checkpoint
 from impala_hybrid.runtime.trainer import LAST, Trainer
 from impala_hybrid.validation import ConfigError
 from tests.runtime import uav
 
 
-def tiny(total_steps: int = 256) -> object:
+def tiny(total_steps: int = 256) -> TrainConfig:
     """The runtime tests' UAV config (64 env steps per learner step), evaluated on 2
     episodes of 50 steps, no periodic evaluations or checkpoints between rounds."""
     return dataclasses.replace(
@@ -91,9 +92,9 @@ def test_search_space_fits_the_base_config() -> None:
          "PBTConfig searches no hyperparameter"),
     ],
 )  # fmt: skip
-def test_search_space_errors(pbt: PBTConfig, base: object, message: str) -> None:
+def test_search_space_errors(pbt: PBTConfig, base: TrainConfig, message: str) -> None:
     with pytest.raises(ConfigError) as e:
-        search_space(pbt, base)  # type: ignore[arg-type]
+        search_space(pbt, base)
     assert str(e.value).startswith(message), str(e.value)
 
 
@@ -253,6 +254,18 @@ def test_without_ray_pbt_says_how_to_install_it(
     assert not (tmp_path / "o").exists()
 
 
+def test_resume_without_a_tune_experiment_says_so(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    pytest.importorskip("ray.tune")
+    save_experiment(tiny(), PBTConfig(population=2, interval=128, weights=None), tmp_path)
+    assert cli.main(["pbt", "--resume", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"impala-hybrid pbt: --resume {tmp_path}: no Tune experiment in ")
+    assert cli.main(["pbt", "--resume", str(tmp_path / "nothing")]) == 2
+    assert "not a pbt output directory" in capsys.readouterr().err
+
+
 # --- a tiny PBT on Ray -------------------------------------------------------------------------
 
 
@@ -267,7 +280,7 @@ def test_tiny_pbt_on_ray_exploits_and_summarises(
     try:
         out = tmp_path / "pbt"
         config = tmp_path / "tiny.yaml"
-        save_config(tiny(), config)  # type: ignore[arg-type]
+        save_config(tiny(), config)
         status = cli.main([
             "pbt", "--config", str(config), "--population", "2", "--steps", "256",
             "--interval", "128", "--out", str(out), "--synch",

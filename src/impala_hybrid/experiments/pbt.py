@@ -80,7 +80,12 @@ from rich.table import Table
 
 from impala_hybrid import UAVNET_ID
 from impala_hybrid.envs.config import OBJECTIVE_NAMES, UAVNetConfig
-from impala_hybrid.experiments.config_io import check_env_kwargs, load_config, save_config
+from impala_hybrid.experiments.config_io import (
+    check_env_kwargs,
+    coerce_fields,
+    load_config,
+    save_config,
+)
 from impala_hybrid.experiments.spec import TrainConfig
 from impala_hybrid.validation import ConfigError, spec, validate
 
@@ -94,6 +99,10 @@ META = "meta.json"
 CHECKPOINT_DIR = "pbt_checkpoint"  # what a trial hands Tune each round (Tune copies it)
 RUNTIMES = ("serial", "local")
 INSTALL_HINT = "pbt needs Ray Tune: pip install 'impala-hybrid[ray]'"
+
+
+class PBTError(Exception):
+    """An experiment that cannot go on: a trial failed, or there is nothing to resume."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -562,14 +571,7 @@ def load_experiment(out: str | Path) -> tuple[TrainConfig, PBTConfig]:
 
 def pbt_config(data: Mapping[str, Any], base: PBTConfig | None = None) -> PBTConfig:
     """A :class:`PBTConfig` from plain data over ``base`` (unknown fields named)."""
-    from impala_hybrid.experiments.config_io import _coerce, _unknown
-
-    types = {f.name: str(f.type).replace(" ", "") for f in dataclasses.fields(PBTConfig)}
-    values = dataclasses.asdict(base or PBTConfig())
-    for key, value in data.items():
-        if key not in types:
-            raise _unknown("PBTConfig", str(key), types, prefix="pbt.")
-        values[key] = _coerce(types[key], value)
+    values = {**dataclasses.asdict(base or PBTConfig()), **coerce_fields(PBTConfig, data, "pbt.")}
     try:
         return PBTConfig(**values)
     except TypeError as e:
@@ -600,6 +602,9 @@ def run_pbt(
             f"PBTConfig.interval = {pbt.interval} is invalid: must be <= the env steps each "
             f"trial trains ({steps}), or no trial reports before it ends"
         )
+    points = initial_population(space, pbt.population, pbt.seed)
+    for point in points:  # a config the trials cannot build fails here, not in every trial
+        apply_hyperparameters(base, point)
     if not resume:
         if out.exists() and any(out.iterdir()):
             raise ConfigError(
@@ -608,6 +613,11 @@ def run_pbt(
             )
         out.mkdir(parents=True, exist_ok=True)
         save_experiment(base, pbt, out)
+    elif not tune.Tuner.can_restore(str(out / TUNE_DIR)):
+        raise PBTError(
+            f"--resume {out}: no Tune experiment in {out / TUNE_DIR} (stopped before it "
+            "started); start a new pbt instead"
+        )
     owns_ray = not ray.is_initialized()
     if owns_ray:
         kwargs: dict[str, Any] = {"include_dashboard": False} if address is None else {}
@@ -646,7 +656,7 @@ def run_pbt(
                     metric="score", mode="max", scheduler=scheduler, num_samples=pbt.population,
                     reuse_actors=True,  # a restarted trial skips starting Python and torch
                     search_alg=BasicVariantGenerator(
-                        points_to_evaluate=initial_population(space, pbt.population, pbt.seed)
+                        points_to_evaluate=points
                     ),
                 ),
                 run_config=tune.RunConfig(
@@ -656,13 +666,21 @@ def run_pbt(
                 ),
             )  # fmt: skip
         results = tuner.fit()
-        errors = [str(e).strip().splitlines()[0] for e in results.errors]
+        errors = [_first_line(e) for e in results.errors]
         if errors:
-            raise RuntimeError(f"{len(errors)} trial(s) failed: {'; '.join(errors)}")
+            raise PBTError(
+                f"{len(errors)} trial(s) failed ({'; '.join(errors)}); the tracebacks are in "
+                f"{out / TUNE_DIR}/*/error.txt; fix the cause and continue with --resume {out}"
+            )
     finally:
         if owns_ray:
             ray.shutdown()
     return read_history(out)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _progress_callback(tune: Any, steps: int) -> Any:
