@@ -14,7 +14,8 @@ whom and with which new hyperparameters. Everything a trial trains, saves and lo
   (``runtime/trainer.py``: ``config.yaml``, ``metrics.jsonl``, ``eval.jsonl``, TensorBoard,
   ``checkpoints/last.pt`` and ``best.pt``), trained one round at a time with
   ``Trainer.run(until=...)`` under the serial or local runtime, so ``impala-hybrid eval --run``
-  and ``export --run`` work on any trial.
+  and ``export --run`` work on any trial. A round starts a new ``Trainer`` from ``last.pt``:
+  exact on the serial runtime, envs restarted on the local one (as its ``--resume`` does).
 * The Tune checkpoint a trial reports each round is a directory holding copies of its
   ``last.pt`` and ``best.pt`` and ``meta.json`` (the writer's trial, env steps, round, score
   and hyperparameters). On an exploit Tune restarts the trial with the donor's Tune
@@ -66,6 +67,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import shutil
 import time
@@ -618,6 +620,8 @@ def run_pbt(
             f"--resume {out}: no Tune experiment in {out / TUNE_DIR} (stopped before it "
             "started); start a new pbt instead"
         )
+    # Tune warns on every restarted trial whose result.json it has not synced yet: harmless
+    logging.getLogger("ray.tune.logger.logger").setLevel(logging.ERROR)
     owns_ray = not ray.is_initialized()
     if owns_ray:
         kwargs: dict[str, Any] = {"include_dashboard": False} if address is None else {}
