@@ -52,3 +52,11 @@ def test_scaling_summary_leaves_start_up_out_and_reports_ratios() -> None:
     table = scaling.report([("a", {**local, "other_cores": 0.5}), ("b", ray)])
     assert "| `a` | 1,000 | 1.00x | 575 | 3.0 | 50% | - | 0.50 cores |" in table
     assert "| `b` | 500 | 0.50x | 575 | 3.0 | 50% | 25% (4.0 ms) | 0.00 cores |" in table
+
+
+def test_learner_device_benchmark_runs_on_the_cpu() -> None:
+    """The script prepared for a GPU session runs here on the CPU: a rate, a step time."""
+    from benchmarks.learner_device import learner_rate
+
+    rate, ms, peak = learner_rate(4, "cpu", seconds=0.2)
+    assert rate > 0.0 and ms > 0.0 and peak != peak  # no device memory on the CPU (NaN)

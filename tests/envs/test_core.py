@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from impala_hybrid.envs import core
-from impala_hybrid.envs.config import UAVNetConfig
+from impala_hybrid.envs.config import CONSTRAINT_NAMES, UAVNetConfig
 from impala_hybrid.envs.sim import UAVNetSim
 
 # A world with no randomness in arrivals or regimes: tasks exist only where a test puts them.
@@ -335,6 +335,38 @@ def test_reset_observation() -> None:
     assert (obs[:, 23] == 1.0).all()  # good backhaul
     assert (obs[:, 28] == 0.0).all()  # t = 0
     assert (obs[:, :23] == 0.0).all()
+
+
+def test_constraint_costs_are_what_the_hinges_price() -> None:
+    """Each constraint's cost is reported per step (power as a fraction of P_max, the Gini,
+    the fullest buffer's occupancy), and the hinge penalty is exactly
+    ``sum_i coef_i [cost_i - limit_i]+``; the episode statistics hold each cost's mean over
+    the episode and whether it met its limit."""
+    cfg = UAVNetConfig(constraint_hinges=True, episode_steps=40)
+    sim = make_sim(num_envs=16, seed=3, constraint_hinges=True, episode_steps=40)
+    rng = np.random.default_rng(4)
+    w = np.array(cfg.weights)
+    limits = np.array(cfg.constraint_limits())
+    assert limits[0] == pytest.approx(25.0 / (4 * cfg.p_max_l + cfg.p_max_h))
+    coefs = np.array([cfg.hinge_power_coef, cfg.hinge_gini_coef, cfg.hinge_occupancy_coef])
+    sums = np.zeros((16, 3))
+    violated = 0
+    for t in range(40):
+        sim.step(rng.integers(0, 6, 16), rng.random((16, 6)))
+        costs = sim.constraint_costs.astype(np.float64)
+        assert costs.shape == (16, 3) and (costs >= 0.0).all() and (costs[:, 0] <= 1.0).all()
+        hinge = w @ sim.reward_vec.T.astype(np.float64) - sim.reward
+        want = np.maximum(costs - limits, 0.0) @ coefs
+        np.testing.assert_allclose(hinge, want, rtol=1e-4, atol=1e-5)
+        violated += int((costs > limits).any(axis=1).sum())
+        sums += costs
+        if t == 39:
+            assert sim.truncated.all()
+            stats = sim.episode_stats(np.ones(16, bool))
+    assert violated > 0  # random speeds break the power budget at times
+    for i, name in enumerate(CONSTRAINT_NAMES):
+        np.testing.assert_allclose(stats[f"cost_{name}"], sums[:, i] / 40, rtol=1e-4)
+        assert (stats[f"satisfied_{name}"] == (stats[f"cost_{name}"] <= limits[i])).all()
 
 
 def test_truncation_and_collapse_termination() -> None:

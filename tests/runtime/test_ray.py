@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,10 +21,17 @@ import ray
 import torch
 
 from impala_hybrid import cli
+from impala_hybrid.algos.impala.learner import Learner
 from impala_hybrid.experiments.spec import RayConfig, TrainConfig
 from impala_hybrid.runtime import ray as ray_runtime
 from impala_hybrid.runtime.checkpoint import load_checkpoint
-from impala_hybrid.runtime.ray import RayRun, RolloutWorker, train_ray
+from impala_hybrid.runtime.ray import (
+    RayRun,
+    RemoteLearner,
+    RolloutWorker,
+    learner_layout,
+    train_ray,
+)
 from impala_hybrid.runtime.serial import train_serial
 from impala_hybrid.validation import ConfigError
 from tests.runtime import assert_column_halves, take_two_batches, train_with_a_kill
@@ -149,6 +157,104 @@ def test_two_learners_make_the_update_of_one_on_the_whole_batch() -> None:
     assert not torch.distributed.is_initialized()  # the group was left at close
 
 
+@pytest.mark.parametrize("learners", [1, 2])
+def test_learners_in_ray_actors_make_the_serial_update(learners: int) -> None:
+    """``learner_placement = actor``: every rank in a Ray actor, the driver only moving data.
+    The first update is the serial runtime's; the driver's copy of the model (what evaluation
+    reads) follows rank 0; a state loaded reaches every rank; a closed run hands back a
+    learner of its own with the final weights."""
+    cfg = uav(
+        total_steps=64 * 3, num_actors=1, envs_per_actor=8, learners=learners,
+        learner_placement="actor", actor_cpus=0.5, learner_cpus=0.5,
+    )  # fmt: skip
+    serial = train_serial(dataclasses.replace(cfg, total_steps=64))
+    reports: list[str] = []
+    run = RayRun(cfg, report=reports.append)
+    try:
+        assert isinstance(run.learner, RemoteLearner) and run.peers == []
+        assert len(run.learner_actors) == learners
+        assert reports[0].startswith(f"ray: {learners} learner actor(s) (actor placement, 0 GPU")
+        assert "cpu on " in reports[0]
+        run.step()
+        assert run.learner.version == 1 and run.learner.samples == 64
+        want = serial.learner.model.state_dict()
+        for key, value in run.learner.model.state_dict().items():
+            torch.testing.assert_close(value, want[key], rtol=1e-4, atol=1e-5, msg=key)
+        other = train_serial(dataclasses.replace(cfg, seed=1, total_steps=128)).learner
+        state = run.state_dict()
+        state["learner"] = other.state_dict()
+        run.load_state_dict(state)
+        assert (run.learner.version, run.learner.samples) == (2, 128)
+        for a, b in zip(
+            run.learner.model.state_dict().values(), other.model.state_dict().values(), strict=True
+        ):
+            assert torch.equal(a, b)
+        run.step()
+        weights = [ray.get(actor.weights.remote()) for actor in run.learner_actors]
+        for other_rank in weights[1:]:  # the ranks agree
+            for a, b in zip(weights[0], other_rank, strict=True):
+                assert torch.equal(a, b)
+    finally:
+        run.close()
+    assert isinstance(run.learner, Learner) and run.learner.samples == 192
+    for a, b in zip(run.learner.model.state_dict().values(), weights[0], strict=True):
+        assert torch.equal(a, b)
+    assert not torch.distributed.is_initialized()  # the group lived in the actors
+
+
+def test_learner_layout_takes_a_gpu_when_the_cluster_has_one() -> None:
+    """``auto``: every learner in an actor with a GPU of its own when there is one for each,
+    else rank 0 in the driver and no GPU; explicit values are kept."""
+    assert learner_layout(RayConfig(), {"CPU": 8.0}) == ("driver", 0, 0.0)
+    assert learner_layout(RayConfig(), {"CPU": 8.0, "GPU": 1.0}) == ("actor", 1, 1.0)
+    assert learner_layout(RayConfig(learners=2), {"GPU": 2.0}) == ("actor", 2, 1.0)
+    assert learner_layout(RayConfig(learners=2), {"GPU": 1.0}) == ("driver", 1, 0.0)
+    assert learner_layout(RayConfig(learner_placement="actor"), {}) == ("actor", 1, 0.0)
+    assert learner_layout(RayConfig(learner_placement="driver"), {"GPU": 4.0}) == ("driver", 0, 0.0)
+    got = learner_layout(RayConfig(learners=3, learner_gpus=0.5), {"GPU": 1.0})
+    assert got == ("driver", 2, 0.5)
+
+
+def test_a_cluster_gpu_is_taken_by_the_learner_actor() -> None:
+    """On a Ray instance that declares one GPU (none exists here: Ray takes the count as
+    given), ``auto`` puts the learner in an actor holding that GPU; with torch unable to use
+    it the run says so and trains on the CPU. Its own Ray instance, in a subprocess."""
+    code = """if True:
+        import dataclasses, ray
+        from impala_hybrid.experiments.spec import RayConfig
+        from impala_hybrid.runtime.ray import RayRun
+        from tests.runtime import uav
+        ray.init(num_cpus=2, num_gpus=1, include_dashboard=False)
+        layout = RayConfig(num_actors=1, envs_per_actor=8)
+        cfg = dataclasses.replace(uav(64), ray=layout)
+        reports = []
+        run = RayRun(cfg, report=reports.append)
+        try:
+            run.step()
+            print(run.placement, run.learner_gpus, run.learner.samples)
+        finally:
+            run.close()
+        print(*reports, sep=chr(10))
+        try:
+            RayRun(dataclasses.replace(cfg, ray=dataclasses.replace(layout, learner_gpus=2.0)))
+        except Exception as e:
+            print(type(e).__name__, e)
+    """
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # not this module's Ray
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout.splitlines()
+    assert out[0] == "actor 1.0 64"
+    assert "(actor placement, 1 GPU each): cpu on " in out[1]
+    assert "hold GPU ['0'] but train on the CPU: torch there sees no CUDA" in out[2]
+    assert out[-1].startswith(
+        "ConfigError RayConfig.learner_gpus = 2 is invalid for 1 learner actors: the Ray "
+        "cluster has 1 GPUs; allowed range [0, 1]"
+    )
+
+
 def test_a_dead_learner_actor_ends_the_run_saying_so() -> None:
     cfg = uav(total_steps=64 * 10, num_actors=1, envs_per_actor=8, learners=2)
     run = RayRun(cfg)
@@ -187,21 +293,25 @@ def test_cli_runtime_ray_writes_the_run_directory_and_resumes(tmp_path: Path) ->
     assert last["env_steps"] == 448 and last["state"]["learner"]["version"] == 448 // 32
 
 
-def test_cli_two_learners_train_and_resume(tmp_path: Path) -> None:
+@pytest.mark.parametrize("placement", ["driver", "actor"])
+def test_cli_two_learners_train_and_resume(tmp_path: Path, placement: str) -> None:
     """``--set ray.learners=2`` from the command line: every batch is one update (of both
-    ranks), and a resumed run goes on with both learners from the checkpoint."""
+    ranks), and a resumed run goes on with both learners from the checkpoint, whether rank 0
+    is the driver or a Ray actor too."""
     out = tmp_path / "r"
     tiny = [
         "--preset", "uav_hybrid", "--runtime", "ray", "--out", str(out),
         "--set", "num_envs=4", "algo.unroll_length=8", "algo.batch_size=4", "model.hidden=[16]",
         "total_steps=96", "env_kwargs.episode_steps=30", "eval_interval=0", "eval_episodes=1",
-        "ray.num_actors=1", "ray.envs_per_actor=4", "ray.learners=2",
+        "ray.num_actors=1", "ray.envs_per_actor=4", "ray.learners=2", "ray.learner_cpus=0.5",
+        f"ray.learner_placement={placement}",
     ]  # fmt: skip
     assert cli.main(["train", *tiny]) == 0
     assert cli.main(["train", "--resume", str(out), "--set", "total_steps=160"]) == 0
     last = load_checkpoint(out / "checkpoints" / "last.pt")
     assert last["env_steps"] == 160 and last["state"]["learner"]["version"] == 160 // 32
     assert last["config"]["ray"]["learners"] == 2
+    assert last["config"]["ray"]["learner_placement"] == placement
 
 
 def test_cli_address_needs_the_ray_runtime(capsys: pytest.CaptureFixture) -> None:
@@ -232,6 +342,12 @@ def test_layout_errors_name_the_field() -> None:
         RayRun(uav(64, learners=9))  # B = 8 unrolls
     with pytest.raises(ConfigError, match=r"plus \(learners - 1\) \* learner_cpus = 1 \* 1"):
         RayRun(uav(64, num_actors=2, learners=2))
+    with pytest.raises(ConfigError, match=r"plus learners \* learner_cpus = 1 \* 1 \(learner_pl"):
+        RayRun(uav(64, num_actors=2, learner_placement="actor"))
+    with pytest.raises(ConfigError, match=r"RayConfig\.learner_placement = 'gpu' is invalid: must"):
+        RayConfig(learner_placement="gpu")
+    with pytest.raises(ConfigError, match=r"RayConfig\.learner_gpus = 1 is invalid for 1 learner"):
+        RayRun(uav(64, num_actors=1, learner_placement="actor", learner_gpus=1.0))
 
 
 def test_missing_ray_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -31,6 +31,13 @@ N_INTENSITY = 6  # u for L1..L4, u for H, routine spill intensity nu
 MAX_AGE_BINS = 10_000  # bounds memory per env: expiry / dt may not exceed this
 OBJECTIVE_NAMES = ("goodput", "latency", "emergency", "energy", "fairness", "stability")
 CLASS_NAMES = ("emergency", "routine")
+#: The constraints of UAV_ENV.md, each reported per step as its own cost (``info[
+#: "constraint_costs"] [N, 3]``) with its limit (``UAVNetConfig.constraint_limits``): control
+#: power as a fraction of the maximum (limit power_budget / P_max), the Gini of the tier-1
+#: sojourn times, and the fullest buffer's occupancy. The optional hinges charge
+#: ``coef * [cost - limit]+``; a Lagrangian learner prices ``cost - limit`` instead.
+CONSTRAINT_NAMES = ("power", "fairness", "occupancy")
+N_CONSTRAINTS = 3
 #: Which observation entries and action components belong to each zone (see the observation
 #: and action tables of UAV_ENV.md); ``model.structure = "zones"`` ties weights across them
 #: (``models.zones.ZoneStructure`` takes these fields).
@@ -163,6 +170,16 @@ class UAVNetConfig:
     def replace(self, **changes: object) -> UAVNetConfig:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def constraint_limits(self) -> tuple[float, float, float]:
+        """The limit of each per-step constraint cost (``CONSTRAINT_NAMES`` order): what the
+        hinges subtract before clipping at 0."""
+        p_max = 4 * self.p_max_l + self.p_max_h
+        return (
+            self.power_budget / p_max,
+            self.hinge_gini_threshold,
+            self.hinge_occupancy_threshold,
+        )
 
     def derived(self) -> Derived:
         """Per-step constants the kernel needs, computed once."""

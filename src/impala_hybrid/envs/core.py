@@ -39,6 +39,7 @@ import numpy as np
 
 from impala_hybrid.envs.config import (
     N_CLASSES,
+    N_CONSTRAINTS,
     N_NODES,
     N_OBJECTIVES,
     N_ZONES,
@@ -84,7 +85,8 @@ F_KINDS = 6
 
 # --- episode misc accumulators [B, ...] ------------------------------------------------
 EM_ENERGY, EM_ON_TIME_E, EM_ON_TIME_R, EM_HINGE = 0, 1, 2, 3
-EM_SIZE = 4
+EM_COST = 4  # episode sums of the N_CONSTRAINTS per-step constraint costs
+EM_SIZE = EM_COST + N_CONSTRAINTS
 
 Y_SCALE = 25.0  # J, observation tanh(Y / 25 J)
 
@@ -458,6 +460,7 @@ def step_kernel(
     tables: np.ndarray,
     obs: np.ndarray,
     rew_vec: np.ndarray,
+    cost: np.ndarray,
     rew: np.ndarray,
     terminated: np.ndarray,
     truncated: np.ndarray,
@@ -465,7 +468,8 @@ def step_kernel(
     """Advance every environment with ``active[b]`` by one step (see module doc for order).
 
     Inputs: ``transfer [B] int``, ``intensity [B, 6] float`` (validated by ``check_actions``).
-    Outputs written: ``obs [B, 29] float32``, ``rew_vec [B, 6] float32``, ``rew [B] float32``
+    Outputs written: ``obs [B, 29] float32``, ``rew_vec [B, 6] float32``, ``cost [B, 3]
+    float32`` (the constraint costs, ``CONSTRAINT_NAMES`` order), ``rew [B] float32``
     (scalarised, with hinges if enabled), ``terminated [B]``, ``truncated [B]`` bool.
     """
     nb_ = ip[IP_NB]
@@ -685,10 +689,17 @@ def step_kernel(
             scalar += fp[FP_W + k] * r[k]
             rew_vec[b, k] = r[k]
             ep_ret[b, k] += r[k]
+        c_power = energy / dt / p_tot  # the constraint costs (CONSTRAINT_NAMES)
+        cost[b, 0] = c_power
+        cost[b, 1] = gini
+        cost[b, 2] = max_occ
+        ep_misc[b, EM_COST] += c_power
+        ep_misc[b, EM_COST + 1] += gini
+        ep_misc[b, EM_COST + 2] += max_occ
         hinge = 0.0
         if ip[IP_HINGES] == 1:
             hinge = (
-                fp[FP_HC_POWER] * max(energy / dt - fp[FP_BUDGET], 0.0) / p_tot
+                fp[FP_HC_POWER] * max(c_power - fp[FP_BUDGET] / p_tot, 0.0)
                 + fp[FP_HC_GINI] * max(gini - fp[FP_HC_GINI_THR], 0.0)
                 + fp[FP_HC_OCC] * max(max_occ - fp[FP_HC_OCC_THR], 0.0)
             )

@@ -81,7 +81,10 @@ class UAVNetEnv(gym.Env[np.ndarray, dict[str, Any]]):
         sim.step(*parse_actions(batched, 1))
         terminated = bool(sim.terminated[0])
         truncated = bool(sim.truncated[0])
-        info: dict[str, Any] = {"vector_reward": sim.reward_vec[0].copy()}
+        info: dict[str, Any] = {
+            "vector_reward": sim.reward_vec[0].copy(),
+            "constraint_costs": sim.constraint_costs[0].copy(),
+        }
         if terminated or truncated:
             self._done = True
             stats = sim.episode_stats(np.ones(1, np.bool_))

@@ -14,6 +14,8 @@ import numpy as np
 from impala_hybrid.envs import core
 from impala_hybrid.envs.config import (
     CLASS_NAMES,
+    CONSTRAINT_NAMES,
+    N_CONSTRAINTS,
     N_INTENSITY,
     N_OBJECTIVES,
     N_TRANSFER,
@@ -96,6 +98,7 @@ class UAVNetSim:
         n = self.num_envs
         self.obs = np.zeros((n, OBS_DIM), np.float32)
         self.reward_vec = np.zeros((n, N_OBJECTIVES), np.float32)
+        self.constraint_costs = np.zeros((n, N_CONSTRAINTS), np.float32)
         self.reward = np.zeros(n, np.float32)
         self.terminated = np.zeros(n, np.bool_)
         self.truncated = np.zeros(n, np.bool_)
@@ -138,7 +141,8 @@ class UAVNetSim:
             transfer, intensity,
             s.q, s.qt, s.istate, s.fstate, s.rng, s.ep_ret, s.ep_hist, s.ep_flow, s.ep_misc,
             self.fp, self.ip, self.tables,
-            self.obs, self.reward_vec, self.reward, self.terminated, self.truncated,
+            self.obs, self.reward_vec, self.constraint_costs, self.reward, self.terminated,
+            self.truncated,
         )  # fmt: skip
 
     def episode_stats(self, mask: np.ndarray) -> dict[str, np.ndarray]:
@@ -147,7 +151,9 @@ class UAVNetSim:
         Call before resetting those environments. Keys: ``r`` (scalarised return), ``l``
         (length), ``objectives [N, 6]`` (per-objective returns, ``OBJECTIVE_NAMES`` order),
         latency ``p50/p95/p99/cvar95`` per class in seconds, completed/on-time/dropped counts,
-        control energy and mean power, transfers, hinge penalty.
+        control energy and mean power, transfers, hinge penalty, and per constraint
+        (``CONSTRAINT_NAMES``) ``cost_NAME`` (the episode's mean per-step cost) and
+        ``satisfied_NAME`` (that mean within ``UAVNetConfig.constraint_limits``).
         """
         s = self.state
         n = self.num_envs
@@ -197,4 +203,10 @@ class UAVNetSim:
         out["transfers_h_to_cloud"][idx] = flow[:, core.F_MOVED_OUT, 4].sum(1)
         out["hinge_penalty"] = np.zeros(n)
         out["hinge_penalty"][idx] = s.ep_misc[idx, core.EM_HINGE]
+        limits = self.config.constraint_limits()
+        for i, name in enumerate(CONSTRAINT_NAMES):  # the episode's mean per-step cost
+            mean = np.full(n, np.nan)
+            mean[idx] = s.ep_misc[idx, core.EM_COST + i] / np.maximum(out["l"][idx], 1)
+            out[f"cost_{name}"] = mean
+            out[f"satisfied_{name}"] = np.where(mask, mean <= limits[i], False)
         return out

@@ -11,7 +11,8 @@ copies stepped in a Python loop. It follows the Gymnasium 1.x vector API:
   returned in the same step and the last observation of the finished episode is in
   ``infos["final_obs"]``, the mode IMPALA actors use so no step is wasted) or ``DISABLED``;
 * infos as a dict of arrays with ``_key`` masks: ``vector_reward [N, 6]`` every step
-  (MO-Gymnasium's key) and ``episode`` (per-episode statistics) when episodes end.
+  (MO-Gymnasium's key), ``constraint_costs [N, 3]`` every step (``CONSTRAINT_NAMES``), and
+  ``episode`` (per-episode statistics) when episodes end.
 
 Unlike Gymnasium's ``SyncVectorEnv`` (an object array of per-env observations),
 ``infos["final_obs"]`` here is a dense ``[N, 29]`` array whose rows are valid where
@@ -206,12 +207,14 @@ class UAVNetVectorEnv(VectorEnv):
             sim.reset(mask)
             sim.reward[mask] = 0.0
             sim.reward_vec[mask] = 0.0
+            sim.constraint_costs[mask] = 0.0
             sim.terminated[mask] = False
             sim.truncated[mask] = False
             self._needs_reset[:] = False
         else:
             sim.step(transfer, intensity)
         infos["vector_reward"] = self._out(sim.reward_vec)
+        infos["constraint_costs"] = self._out(sim.constraint_costs)
         done = sim.terminated | sim.truncated
         if done.any():
             infos["episode"] = sim.episode_stats(done)

@@ -61,12 +61,24 @@ class RayConfig:
     )
     max_restarts: int = spec(10, "actor re-creations allowed before the run fails", lo=0)
     learners: int = spec(
-        1, "synchronous learners: the driver's and learners - 1 Ray actors, each stepping on "
-        "a shard of every batch and all-reducing gradients (torch.distributed, gloo)", lo=1,
+        1, "synchronous learners (see learner_placement for where they run), each stepping "
+        "on a shard of every batch and all-reducing gradients (torch.distributed: gloo, or "
+        "NCCL when every learner holds a GPU)", lo=1,
     )  # fmt: skip
     learner_cpus: float = spec(
         1.0, "CPUs Ray reserves for each learner actor beyond the driver's", lo=0.0, lo_open=True
     )
+    learner_placement: str = spec(
+        "auto", "where the learners run: 'driver' (rank 0 in the driver process, ranks 1.. as "
+        "Ray actors), 'actor' (every rank a Ray actor, on whichever node has its resources), "
+        "'auto' ('actor' when the cluster has a GPU for every learner, else 'driver')",
+        choices=("auto", "driver", "actor"),
+    )  # fmt: skip
+    learner_gpus: float | None = spec(
+        None, "GPUs Ray reserves for each learner actor (null: 1 when the cluster has one for "
+        "every learner, else 0); a learner that holds a GPU trains on it (NCCL between ranks)",
+        lo=0.0,
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         validate(self)

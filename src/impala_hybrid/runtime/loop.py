@@ -12,9 +12,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from impala_hybrid.algos.impala.learner import Learner
 from impala_hybrid.experiments.spec import TrainConfig
-from impala_hybrid.runtime.progress import Budget, Progress
+from impala_hybrid.runtime.progress import Budget, LearnerView, Progress
 from impala_hybrid.runtime.serial import make_replay
 from impala_hybrid.types import Batch
 
@@ -28,7 +27,7 @@ class AsyncRun(Budget):
     """
 
     cfg: TrainConfig
-    learner: Learner
+    learner: LearnerView
     restarts: list[int]  # actor restarts, per actor
 
     def _init_loop(self) -> None:

@@ -9,20 +9,41 @@ checkpoint so a resumed run writes the same records as an uninterrupted one.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 if TYPE_CHECKING:
-    from impala_hybrid.algos.impala.learner import Learner
     from impala_hybrid.experiments.spec import TrainConfig
+    from impala_hybrid.models.actor_critic import ActorCritic
+    from impala_hybrid.types import Batch
+
+
+class LearnerView(Protocol):
+    """What a runtime's loop and the trainer read of a learner: a
+    :class:`~impala_hybrid.algos.impala.learner.Learner` in this process, or the driver's
+    handle on learners in Ray actors (:class:`~impala_hybrid.runtime.ray.RemoteLearner`)."""
+
+    version: int  # successful updates so far
+    samples: int  # env steps consumed
+
+    @property
+    def model(self) -> ActorCritic:
+        """The current weights, in this process (evaluation reads them)."""
+        ...
+
+    def step(self, batch: Batch, env_steps: int | None = None) -> dict[str, float]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 class Budget:
     """``env_steps`` and ``done`` of every runtime: the learner's samples against the budget."""
 
     cfg: TrainConfig
-    learner: Learner
+    learner: LearnerView
 
     @property
     def env_steps(self) -> int:

@@ -1,14 +1,15 @@
-"""The Ray runtime: actors as Ray actors on any node of a cluster, the learner in the driver.
+"""The Ray runtime: actors as Ray actors on any node of a cluster; the learner in the driver,
+or in Ray actors that take a GPU when the cluster has one.
 
 What Ray does for us: starts the actor processes on whichever node has the CPUs
-(``RayConfig.actor_cpus`` each), moves unrolls and weights through its object store, reports
-a dead actor as an error on its pending calls, and joins an existing cluster
+(``RayConfig.actor_cpus`` each) or GPUs, moves unrolls and weights through its object store,
+reports a dead actor as an error on its pending calls, and joins an existing cluster
 (``RayConfig.address``). What we write: the wiring below, backpressure, the weights version
 each call carries, re-creating dead actors, and the overhead measurement. The algorithm code
 is the local runtime's: :class:`~impala_hybrid.algos.impala.actor.Actor` in each Ray actor,
-:class:`~impala_hybrid.algos.impala.learner.Learner` in the driver; this module only moves
-data. Ray is an optional dependency (``pip install 'impala-hybrid[ray]'``), imported when a
-run starts, never at import time.
+:class:`~impala_hybrid.algos.impala.learner.Learner` in the driver or in learner actors;
+this module only moves data. Ray is an optional dependency (``pip install
+'impala-hybrid[ray]'``), imported when a run starts, never at import time.
 
 Wiring (one Ray actor per ``a = 0..A-1``; everything the processes exchange)::
 
@@ -39,9 +40,10 @@ Wiring (one Ray actor per ``a = 0..A-1``; everything the processes exchange)::
     shutdown: ``ray.kill`` each actor; ``ray.shutdown`` if this run started Ray itself
     (``address = null``), never when it joined a cluster or found Ray initialised.
 
-Synchronous multi-learner (``RayConfig.learners = K > 1``): the driver's learner is rank 0
-of a gloo process group; ranks ``1..K-1`` are Ray actors (:class:`LearnerWorker`, one
-``learner_cpus`` each), each holding a :class:`Learner` of the same config with a
+Synchronous multi-learner (``RayConfig.learners = K > 1``), shown with the learners placed
+in the driver (below): the driver's learner is rank 0 of a gloo process group; ranks
+``1..K-1`` are Ray actors (:class:`LearnerWorker`, one ``learner_cpus`` each), each holding
+a :class:`Learner` of the same config with a
 :class:`~impala_hybrid.algos.comm.TorchDistComm`::
 
     driver: Batch [T, B] -> K column shards (B / K unrolls each, the first ones to rank 0)
@@ -53,17 +55,30 @@ of a gloo process group; ranks ``1..K-1`` are Ray actors (:class:`LearnerWorker`
 Every rank makes the update one learner would make on the whole batch (tested in
 ``tests/algos/test_multi_learner.py``), so the weights the actors get are rank 0's, and the
 trainer reads, checkpoints and evaluates ``run.learner`` as with one learner; a resumed
-run's learner state is sent to the peers. The rendezvous is a TCP store on the driver's
-node (``tcp://NODE_IP:free port``). A learner actor that dies ends the run with an error
+run's learner state is sent to the peers. The rendezvous is a TCP store on rank 0's node
+(``tcp://NODE_IP:free port``). A learner actor that dies ends the run with an error
 naming it (the driver's all-reduce fails as soon as gloo sees the connection closed, at the
 latest after ``GROUP_TIMEOUT``); ``--resume`` continues from the last checkpoint.
 
-Why the learner runs in the driver, not in a Ray actor: the run-directory layer
-(``runtime/trainer.py``: evaluation, checkpoints, signals, progress) reads ``run.learner``
-between steps, exactly as with the other runtimes, so it is reused as it is, and the driver
-is where a user starts the run, so ``--resume`` and Ctrl-C behave as locally. The learner
-takes the driver's CPU threads (``torch_threads``); put the driver on the node with the GPU
-for a GPU learner.
+Where the learners run (``RayConfig.learner_placement``, :func:`learner_layout`):
+
+* ``driver``: rank 0 is a :class:`Learner` in the driver process, as above. The trainer
+  (evaluation, checkpoints, signals, progress; ``runtime/trainer.py``) reads ``run.learner``
+  between steps with no network hop, on the driver's CPU threads (``torch_threads``).
+* ``actor``: every rank is a :class:`LearnerWorker` Ray actor with ``learner_cpus`` and
+  ``learner_gpus`` each, so Ray puts the learners on the nodes that have the GPUs and the
+  driver may run anywhere. ``run.learner`` is then a :class:`RemoteLearner`: ``step`` sends
+  each rank its shard, ``model`` is a CPU copy refreshed from rank 0 when the trainer reads
+  it, and the actors' weights go from rank 0's actor to the object store without passing
+  through the driver (the rollout calls carry the reference of a ``numpy_weights`` call on
+  it, which Ray runs after the step already sent). Checkpoints hold rank 0's state on the
+  CPU, the same under either placement. When every rank holds a GPU torch can
+  use, the ranks train on ``cuda`` and all-reduce with NCCL; otherwise gloo.
+* ``auto`` (default): ``actor`` with one GPU per learner when the cluster has that many
+  GPUs, else ``driver`` (no GPU: the driver's learner saves a hop per step).
+
+Every learner actor reports its device and node at start; one that holds a GPU that torch
+cannot use (a CPU-only torch build) is reported and trains on the CPU.
 
 Why calls, not a queue actor: a call per unroll lets Ray carry the data by reference and
 report failures per call, and its cost is measured: every record has ``ray_overhead_frac``,
@@ -76,6 +91,7 @@ driver and the actor are compared (``time.time``), so across nodes the clock off
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import math
@@ -84,7 +100,7 @@ import time
 import warnings
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import torch
 from rich.console import Console
@@ -93,10 +109,12 @@ from impala_hybrid.algos.comm import TorchDistComm
 from impala_hybrid.algos.impala.actor import Actor
 from impala_hybrid.algos.impala.learner import Learner
 from impala_hybrid.envs.factory import make_vector_env
-from impala_hybrid.experiments.spec import TrainConfig, reward_setup
+from impala_hybrid.experiments.spec import RayConfig, TrainConfig, reward_setup
+from impala_hybrid.models.actor_critic import ActorCritic
 from impala_hybrid.runtime.allocator import keep_freed_memory
 from impala_hybrid.runtime.local import _actor_seed, unroll_layout
 from impala_hybrid.runtime.loop import AsyncRun
+from impala_hybrid.runtime.progress import LearnerView
 from impala_hybrid.runtime.serial import (
     TrainResult,
     build_initial_model,
@@ -157,10 +175,7 @@ class RolloutWorker:
             arrays = weights[0]
             if not isinstance(arrays, dict):  # an object reference (a plain dict in tests)
                 arrays = import_ray().get(arrays)
-            # read-only views of the object store: load_state_dict copies them
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # "not writable"
-                self.model.load_state_dict({k: torch.from_numpy(v) for k, v in arrays.items()})
+            load_numpy_weights(self.model, arrays)
             self.version = version
         t1 = time.perf_counter()
         unroll = self.actor.unroll(self.version)
@@ -170,27 +185,43 @@ class RolloutWorker:
         return unroll, returns, {"delay_s": delay, "fetch_s": t1 - t0, "work_s": t2 - t1}
 
 
-def make_learner(cfg: TrainConfig, comm: TorchDistComm | None = None) -> Learner:
-    """The learner of ``cfg`` (its model seeded by ``cfg.seed``, warm-started if configured),
-    with ``comm``'s peers. Ranks >= 1 skip the warm start: rank 0's weights overwrite theirs
-    (``Learner``'s broadcast)."""
+def make_learner(
+    cfg: TrainConfig,
+    comm: TorchDistComm | None = None,
+    device: torch.device | str = "cpu",
+    *,
+    warm: bool = True,
+) -> Learner:
+    """The learner of ``cfg`` on ``device`` (its model seeded by ``cfg.seed``, warm-started
+    if configured), with ``comm``'s peers. Ranks >= 1 skip the warm start: rank 0's weights
+    overwrite theirs (``Learner``'s broadcast); so does a learner about to load a state
+    (``warm = False``)."""
     torch.manual_seed(cfg.seed)
     probe = make_vector_env(cfg.env, 1, cfg.env_kwargs)
     _, reward_weights = reward_setup(cfg, probe)
-    initial = build_initial_model if comm is None or comm.rank == 0 else build_model
+    rank0 = comm is None or comm.rank == 0
+    initial = build_initial_model if warm and rank0 else build_model
     model = initial(cfg, probe, len(reward_weights))
     probe.close()
     return Learner(
-        model, cfg.algo, total_samples=cfg.total_steps, reward_weights=reward_weights, comm=comm
+        model,
+        cfg.algo,
+        total_samples=cfg.total_steps,
+        reward_weights=reward_weights,
+        device=device,
+        comm=comm,
     )
 
 
-def join_learners(init_method: str, rank: int, world_size: int) -> TorchDistComm:
-    """Join the learners' gloo process group (blocks until all ``world_size`` have)."""
+def join_learners(
+    init_method: str, rank: int, world_size: int, backend: str = "gloo"
+) -> TorchDistComm:
+    """Join the learners' process group (blocks until all ``world_size`` have): ``gloo``
+    when any rank is on a CPU, ``nccl`` when every rank holds a GPU."""
     import torch.distributed as dist
 
     dist.init_process_group(
-        "gloo", init_method=init_method, rank=rank, world_size=world_size, timeout=GROUP_TIMEOUT
+        backend, init_method=init_method, rank=rank, world_size=world_size, timeout=GROUP_TIMEOUT
     )
     return TorchDistComm()
 
@@ -202,24 +233,195 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class LearnerWorker:
-    """Rank ``rank >= 1`` of the synchronous multi-learner step (a Ray actor; rank 0 is the
-    driver's learner): steps on the shards it is sent, in step with the others."""
+def learner_layout(rc: RayConfig, resources: dict[str, float]) -> tuple[str, int, float]:
+    """Where the learners run on a cluster with ``resources`` (``ray.cluster_resources()``):
+    ``(placement, learner actors, GPUs each)``.
 
-    def __init__(self, cfg: TrainConfig, rank: int, init_method: str) -> None:
+    ``auto`` puts every rank in a Ray actor with a GPU of its own when the cluster has a GPU
+    for each (Ray places each actor on a node with a free GPU and sets its
+    ``CUDA_VISIBLE_DEVICES``), and otherwise keeps rank 0 in the driver on its CPU, where the
+    trainer reads it without a network hop. An explicit ``learner_gpus`` is taken as given
+    (checked against the cluster by :meth:`RayRun._check_resources`).
+    """
+    gpus = float(resources.get("GPU", 0.0))
+    placement = rc.learner_placement
+    if placement == "auto":
+        placement = "actor" if gpus >= rc.learners else "driver"
+    actors = rc.learners if placement == "actor" else rc.learners - 1
+    if rc.learner_gpus is not None:
+        return placement, actors, rc.learner_gpus
+    return placement, actors, 1.0 if placement == "actor" and gpus >= actors else 0.0
+
+
+def shards(batch_size: int, env_steps: int, k: int) -> list[tuple[torch.Tensor, int]]:
+    """The ``k`` learners' column shards of a batch of ``batch_size`` unrolls (in order,
+    sizes differing by at most one, rank 0 the first) and the env steps each counts."""
+    cols = torch.arange(batch_size).tensor_split(k)
+    steps = [env_steps * len(c) // batch_size for c in cols]
+    steps[0] += env_steps - sum(steps)
+    return list(zip(cols, steps, strict=True))
+
+
+def _to_cpu(x: Any) -> Any:
+    """``x`` (a learner's state: nested dicts and lists of tensors) with every tensor on the
+    CPU, so that it travels to and is saved by a driver without a GPU."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu()
+    if isinstance(x, dict):
+        return {k: _to_cpu(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return type(x)(_to_cpu(v) for v in x)
+    return x
+
+
+def numpy_weights(model: torch.nn.Module) -> dict[str, Any]:
+    """The model's parameters and buffers as CPU NumPy arrays: what the actors load. Ray
+    reads NumPy arrays back from its object store without a copy, which more than halved
+    the actors' weights fetch on this machine (docs/scaling.md)."""
+    return {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+
+
+def load_numpy_weights(model: torch.nn.Module, arrays: dict[str, Any]) -> None:
+    """Load :func:`numpy_weights` into ``model``. The arrays may be read-only views of
+    Ray's object store: ``load_state_dict`` copies them, so torch's "not writable" warning
+    does not apply."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in arrays.items()})
+
+
+class LearnerWorker:
+    """One learner rank in a Ray actor: rank >= 1 beside the driver's learner, or any rank
+    when every learner is an actor (``RayConfig.learner_placement``).
+
+    Made a Ray actor by :class:`RayRun`; two phases, because the rendezvous address is the
+    node of rank 0, known only once Ray has placed it: :meth:`describe` (device, node, and
+    for rank 0 a free port there), then :meth:`start` (join the group, build the learner).
+    A learner that holds a GPU (``ray.get_gpu_ids()``; Ray has set ``CUDA_VISIBLE_DEVICES``
+    to it) trains on ``cuda`` when torch can use it, else on the CPU (reported by the
+    driver)."""
+
+    def __init__(self, cfg: TrainConfig, rank: int) -> None:
         torch.set_num_threads(cfg.torch_threads)
         keep_freed_memory()
-        self.learner = make_learner(cfg, join_learners(init_method, rank, cfg.ray.learners))
+        self.cfg = cfg
+        self.rank = rank
+        self.gpu_ids = [str(i) for i in import_ray().get_gpu_ids()]
+        cuda = bool(self.gpu_ids) and torch.cuda.is_available()
+        self.device = torch.device("cuda" if cuda else "cpu")
+        self.learner: Learner | None = None
 
-    def step(self, shard: Batch, env_steps: int) -> None:
-        self.learner.step(shard, env_steps=env_steps)
+    def describe(self) -> dict[str, Any]:
+        ray = import_ray()
+        node = ray.util.get_node_ip_address()
+        return {
+            "device": str(self.device),
+            "gpu_ids": self.gpu_ids,
+            "cuda": torch.cuda.is_available(),
+            "node": node,
+            "rendezvous": f"tcp://{node}:{free_port()}" if self.rank == 0 else None,
+        }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.learner.load_state_dict(state)
+    def start(self, init_method: str | None, backend: str = "gloo") -> tuple[int, int]:
+        """Join the group at ``init_method`` (None: one learner) and build the learner;
+        returns its ``(version, samples)``."""
+        world = self.cfg.ray.learners
+        comm = join_learners(init_method, self.rank, world, backend) if init_method else None
+        self.learner = make_learner(self.cfg, comm, self.device)
+        return self.learner.version, self.learner.samples
+
+    def _learner(self) -> Learner:
+        if self.learner is None:
+            raise RuntimeError("LearnerWorker.start has not run")
+        return self.learner
+
+    def step(self, shard: Batch, env_steps: int) -> tuple[dict[str, float], int, int]:
+        """One update on ``shard``: the metrics, and the learner's version and samples."""
+        learner = self._learner()
+        metrics = learner.step(shard, env_steps=env_steps)
+        return metrics, learner.version, learner.samples
+
+    def state_dict(self) -> dict[str, Any]:
+        return cast(dict[str, Any], _to_cpu(self._learner().state_dict()))
+
+    def load_state_dict(self, state: dict[str, Any]) -> tuple[int, int]:
+        learner = self._learner()
+        learner.load_state_dict(state)
+        return learner.version, learner.samples
+
+    def numpy_weights(self) -> dict[str, Any]:
+        return numpy_weights(self._learner().model)
 
     def weights(self) -> list[torch.Tensor]:
         """The model's parameters and buffers (to check that the ranks agree)."""
-        return [t.detach().clone() for t in self.learner.model.state_dict().values()]
+        return [t.detach().cpu().clone() for t in self._learner().model.state_dict().values()]
+
+
+class RemoteLearner:
+    """The driver's handle on learners that all run in Ray actors (``learner_placement =
+    actor``, e.g. on GPU nodes): what the runtime loop and the trainer read of a
+    :class:`Learner`, and nothing else.
+
+    ``step`` sends each rank its column shard (:func:`shards`) and returns rank 0's metrics;
+    ``version`` and ``samples`` come back with it. ``model`` is a CPU copy in the driver,
+    refreshed from rank 0 when the trainer reads it (evaluation) and the version has moved;
+    the actors' weights go from rank 0's actor to the object store without passing through
+    the driver (:meth:`weights_ref`). ``state_dict``/``load_state_dict`` read rank 0 / write
+    every rank, on the CPU, so checkpoints are the same as with the learner in the driver.
+    """
+
+    def __init__(self, ray: Any, cfg: TrainConfig, ranks: list[Any], get: Callable) -> None:
+        """``get(calls)``: ``ray.get`` that turns a dead learner actor into a clear error."""
+        self.ray = ray
+        self.cfg = cfg
+        self.ranks = ranks
+        self._get = get
+        self.version = 0
+        self.samples = 0
+        self._model: ActorCritic | None = None
+        self._model_version = -1
+
+    def step(self, batch: Batch, env_steps: int | None = None) -> dict[str, float]:
+        steps = batch.unroll_length * batch.batch_size if env_steps is None else env_steps
+        parts = shards(batch.batch_size, steps, len(self.ranks))
+        calls = [
+            rank.step.remote(batch.columns(cols), n)
+            for rank, (cols, n) in zip(self.ranks, parts, strict=True)
+        ]
+        metrics, self.version, self.samples = self._get(calls)[0]
+        return cast(dict[str, float], metrics)
+
+    def weights_ref(self) -> Any:
+        """An object reference to rank 0's weights as NumPy arrays (a call on its actor:
+        it runs after every step already sent, so it holds the current version)."""
+        return self.ranks[0].numpy_weights.remote()
+
+    @property
+    def model(self) -> ActorCritic:
+        if self._model is None:
+            probe = make_vector_env(self.cfg.env, 1, self.cfg.env_kwargs)
+            self._model = build_model(self.cfg, probe, len(reward_setup(self.cfg, probe)[1]))
+            probe.close()
+        if self._model_version != self.version:
+            arrays = self._get([self.ranks[0].numpy_weights.remote()])[0]
+            load_numpy_weights(self._model, arrays)
+            self._model_version = self.version
+        return self._model
+
+    def state_dict(self) -> dict[str, Any]:
+        return cast(dict[str, Any], self._get([self.ranks[0].state_dict.remote()])[0])
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        ref = self.ray.put(state)
+        done = self._get([rank.load_state_dict.remote(ref) for rank in self.ranks])
+        self.version, self.samples = done[0]
+
+    def to_local(self) -> Learner:
+        """A learner in this process holding rank 0's state (what a finished run returns,
+        once its actors are gone)."""
+        learner = make_learner(self.cfg, warm=False)
+        learner.load_state_dict(self.state_dict())
+        return learner
 
 
 @dataclasses.dataclass
@@ -279,7 +481,8 @@ class RayRun(AsyncRun):
                 f"one unroll of the batch; allowed range [1, IMPALAConfig.batch_size = "
                 f"{cfg.algo.batch_size}]"
             )
-        self.peers: list[Any] = []  # learner actors, ranks 1..learners-1
+        self.peers: list[Any] = []  # learner actors beside the driver's: ranks 1..learners-1
+        self.learner_actors: list[Any] = []  # every learner actor (peers, or all the ranks)
         self._group = False  # whether this run initialised the learners' process group
         self.ray = import_ray()
         self._owns_ray = not self.ray.is_initialized()
@@ -287,8 +490,10 @@ class RayRun(AsyncRun):
             kwargs = {"include_dashboard": False} if rc.address is None else {}
             self.ray.init(address=rc.address, **kwargs)
         try:
-            self._check_resources()
-            self.learner = make_learner(cfg, self._start_learners())
+            resources = {k: float(v) for k, v in self.ray.cluster_resources().items()}
+            self.placement, n_learner_actors, self.learner_gpus = learner_layout(rc, resources)
+            self._check_resources(resources, n_learner_actors)
+            self.learner: LearnerView = self._start_learners(n_learner_actors)
             self._remote = self.ray.remote(RolloutWorker)
             self.workers: list[Any] = [None] * rc.num_actors
             self.incarnation = [0] * rc.num_actors
@@ -306,40 +511,80 @@ class RayRun(AsyncRun):
             self._stop()
             raise
 
-    def _check_resources(self) -> None:
+    def _check_resources(self, resources: dict[str, float], learner_actors: int) -> None:
         """Fail now, not by waiting forever, when the cluster cannot place the actors."""
         rc = self.cfg.ray
-        cpus = float(self.ray.cluster_resources().get("CPU", 0.0))
-        need = rc.num_actors * rc.actor_cpus + (rc.learners - 1) * rc.learner_cpus
+        cpus = resources.get("CPU", 0.0)
+        need = rc.num_actors * rc.actor_cpus + learner_actors * rc.learner_cpus
         if need > cpus + 1e-9:
             what = (
                 f"RayConfig.num_actors * actor_cpus = {rc.num_actors} * {rc.actor_cpus:g} = "
                 f"{rc.num_actors * rc.actor_cpus:g} CPUs"
             )
             fields = "num_actors or actor_cpus"
-            if rc.learners > 1:
+            if learner_actors:
+                count = "learners" if self.placement == "actor" else "(learners - 1)"
                 what += (
-                    f" plus (learners - 1) * learner_cpus = {rc.learners - 1} * {rc.learner_cpus:g}"
+                    f" plus {count} * learner_cpus = {learner_actors} * {rc.learner_cpus:g} "
+                    f"(learner_placement = {self.placement!r})"
                 )
                 fields = "num_actors, actor_cpus, learners or learner_cpus"
             raise ConfigError(
                 f"{what} is invalid: the Ray cluster has {cpus:g}; lower {fields} (a fraction "
                 "packs several actors on a core)"
             )
+        gpus = resources.get("GPU", 0.0)
+        if learner_actors * self.learner_gpus > gpus + 1e-9:
+            raise ConfigError(
+                f"RayConfig.learner_gpus = {self.learner_gpus:g} is invalid for "
+                f"{learner_actors} learner actors: the Ray cluster has {gpus:g} GPUs; allowed "
+                f"range [0, {gpus / max(learner_actors, 1):g}] (null: 1 when there is one "
+                "for every learner)"
+            )
 
-    def _start_learners(self) -> TorchDistComm | None:
-        """Start the learner actors and join their process group as rank 0 (None: one
-        learner, no group)."""
-        k = self.cfg.ray.learners
-        if k == 1:
-            return None
-        init_method = f"tcp://{self.ray.util.get_node_ip_address()}:{free_port()}"
-        opts = {"num_cpus": self.cfg.ray.learner_cpus, "max_restarts": 0}
+    def _start_learners(self, n_actors: int) -> Learner | RemoteLearner:
+        """Start the learner actors (if any) and the process group; the learner the loop
+        steps: the driver's own (``driver`` placement) or a handle on the actors."""
+        rc = self.cfg.ray
+        if n_actors == 0:  # one learner, in the driver
+            return make_learner(self.cfg)
+        opts = {"num_cpus": rc.learner_cpus, "num_gpus": self.learner_gpus, "max_restarts": 0}
         remote = self.ray.remote(LearnerWorker).options(**opts)
-        self.peers = [remote.remote(self.cfg, rank, init_method) for rank in range(1, k)]
-        comm = join_learners(init_method, 0, k)
+        first = 0 if self.placement == "actor" else 1
+        self.learner_actors = [remote.remote(self.cfg, r) for r in range(first, rc.learners)]
+        found = self._get_peers([a.describe.remote() for a in self.learner_actors])
+        self._report_devices(found)
+        on_gpu = self.placement == "actor" and all(f["device"] == "cuda" for f in found)
+        backend = "nccl" if on_gpu else "gloo"
+        if self.placement == "actor":
+            init = found[0]["rendezvous"] if rc.learners > 1 else None
+            calls = [a.start.remote(init, backend) for a in self.learner_actors]
+            self._group = False  # the group lives in the actors
+            remote_learner = RemoteLearner(self.ray, self.cfg, self.learner_actors, self._get_peers)
+            remote_learner.version, remote_learner.samples = self._get_peers(calls)[0]
+            return remote_learner
+        init = f"tcp://{self.ray.util.get_node_ip_address()}:{free_port()}"
+        self.peers = self.learner_actors
+        calls = [a.start.remote(init, backend) for a in self.peers]
+        comm = join_learners(init, 0, rc.learners, backend)
         self._group = True
-        return comm
+        learner = make_learner(self.cfg, comm)
+        self._get_peers(calls)
+        return learner
+
+    def _report_devices(self, found: list[dict[str, Any]]) -> None:
+        """Say where the learner actors train, and when a GPU they hold goes unused."""
+        devices = sorted({f"{f['device']} on {f['node']}" for f in found})
+        self.report(
+            f"ray: {len(found)} learner actor(s) ({self.placement} placement, "
+            f"{self.learner_gpus:g} GPU each): {', '.join(devices)}"
+        )
+        idle = [f for f in found if f["gpu_ids"] and f["device"] != "cuda"]
+        if idle:
+            self.report(
+                f"ray: {len(idle)} learner actor(s) hold GPU {idle[0]['gpu_ids']} but train on "
+                "the CPU: torch there sees no CUDA device (a CPU-only torch build?)"
+            )
 
     # --- actors ---
 
@@ -371,11 +616,10 @@ class RayRun(AsyncRun):
         """The current weights in the object store: ``ray.put`` once per version."""
         version = self.learner.version
         if self._weights is None or self._weights[0] != version:
-            # NumPy arrays: Ray reads them back without a copy (zero-copy from its object
-            # store), which more than halved the actors' weights fetch on this machine
-            state = self.learner.model.state_dict()
-            arrays = {k: v.detach().cpu().numpy() for k, v in state.items()}
-            self._weights = (version, self.ray.put(arrays))
+            if isinstance(self.learner, RemoteLearner):  # rank 0's actor puts them
+                self._weights = (version, self.learner.weights_ref())
+            else:
+                self._weights = (version, self.ray.put(numpy_weights(self.learner.model)))
             self.costs.puts += 1
         return self._weights
 
@@ -466,26 +710,26 @@ class RayRun(AsyncRun):
 
     def _learn(self, batch: Batch, env_steps: int) -> dict[str, float]:
         """One synchronous step of every learner on its shard; rank 0's metrics."""
-        if not self.peers:
+        if not self.peers:  # one learner here, or every rank behind the RemoteLearner
             return self.learner.step(batch, env_steps=env_steps)
-        shards = torch.arange(batch.batch_size).tensor_split(len(self.peers) + 1)
-        steps = [env_steps * len(cols) // batch.batch_size for cols in shards]
-        steps[0] += env_steps - sum(steps)
+        parts = shards(batch.batch_size, env_steps, len(self.peers) + 1)
         calls = [
             peer.step.remote(batch.columns(cols), n)
-            for peer, cols, n in zip(self.peers, shards[1:], steps[1:], strict=True)
+            for peer, (cols, n) in zip(self.peers, parts[1:], strict=True)
         ]
+        cols, n = parts[0]
         try:
-            metrics = self.learner.step(batch.columns(shards[0]), env_steps=steps[0])
+            metrics = self.learner.step(batch.columns(cols), env_steps=n)
         except RuntimeError:  # e.g. gloo's "connection closed by peer": say which failed
             self._get_peers(calls)
             raise
         self._get_peers(calls)
         return metrics
 
-    def _get_peers(self, calls: list[Any]) -> None:
+    def _get_peers(self, calls: list[Any]) -> list[Any]:
+        """``ray.get(calls)`` on learner actors; a dead one is a clear error."""
         try:
-            self.ray.get(calls)
+            return cast(list[Any], self.ray.get(calls))
         except self.ray.exceptions.RayError as e:
             error = getattr(e, "cause", None) or e
             raise RuntimeError(
@@ -507,6 +751,12 @@ class RayRun(AsyncRun):
         }
 
     def close(self) -> None:
+        """Stop every actor; a learner that ran in actors is brought into this process
+        first (``run.learner`` of a finished run holds the final weights, as locally)."""
+        remote = getattr(self, "learner", None)
+        if isinstance(remote, RemoteLearner):
+            with contextlib.suppress(RuntimeError):  # a dead learner actor: nothing to bring
+                self.learner = remote.to_local()
         c = self.costs
         if c.calls:
             self.report(
@@ -519,11 +769,12 @@ class RayRun(AsyncRun):
     def _stop(self) -> None:
         """Kill the actors and learner actors, leave the learners' process group, and shut
         Ray down if this run started it."""
-        for worker in [*getattr(self, "workers", []), *self.peers]:
+        for worker in [*getattr(self, "workers", []), *self.learner_actors]:
             if worker is not None:
                 self.ray.kill(worker)
         self.pending = {}
         self.peers = []
+        self.learner_actors = []
         if self._group:
             import torch.distributed as dist
 

@@ -59,7 +59,6 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
 from impala_hybrid import UAVNET_ID
-from impala_hybrid.algos.impala.learner import Learner
 from impala_hybrid.experiments.config_io import (
     config_from_dict,
     config_to_dict,
@@ -71,6 +70,7 @@ from impala_hybrid.jsonsafe import json_safe
 from impala_hybrid.runtime.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from impala_hybrid.runtime.health import CliffWatch
 from impala_hybrid.runtime.local import LocalRun
+from impala_hybrid.runtime.progress import LearnerView
 from impala_hybrid.runtime.ray import RayRun
 from impala_hybrid.runtime.serial import SerialRun, torch_threads
 from impala_hybrid.validation import ConfigError
@@ -80,7 +80,7 @@ class Runtime(Protocol):
     """What the trainer needs from a runtime (see :class:`~.serial.SerialRun`)."""
 
     name: str
-    learner: Learner
+    learner: LearnerView
 
     @property
     def exact_resume(self) -> bool: ...
@@ -165,7 +165,7 @@ class Evaluator:
         env_cfg = UAVNetConfig(**self.cfg.env_kwargs)
         return {name: self._uav(make_heuristic(name, env_cfg), name) for name in BASELINES}
 
-    def __call__(self, learner: Learner) -> dict[str, Any]:
+    def __call__(self, learner: LearnerView) -> dict[str, Any]:
         """The greedy policy's return (mean, std) and, on the UAV env, the full result; on
         other envs the mean episode length and the means of the numeric episode-end ``info``
         keys (such as ``success``)."""
