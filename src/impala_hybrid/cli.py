@@ -602,7 +602,9 @@ def _add_pbt(sub: Any) -> None:
         "--runtime", choices=("serial", "local"), help="runtime inside each trial (default serial)"
     )
     p.add_argument(
-        "--synch", action="store_true", help="rank the whole population at the same round"
+        "--synch",
+        action="store_true",
+        help="rank the whole population at the same round (such a pbt cannot be resumed)",
     )
     p.add_argument(
         "--address",

@@ -8,7 +8,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import signal
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -254,9 +259,7 @@ def test_without_ray_pbt_says_how_to_install_it(
     assert not (tmp_path / "o").exists()
 
 
-def test_resume_without_a_tune_experiment_says_so(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
+def test_resume_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     pytest.importorskip("ray.tune")
     save_experiment(tiny(), PBTConfig(population=2, interval=128, weights=None), tmp_path)
     assert cli.main(["pbt", "--resume", str(tmp_path)]) == 1
@@ -264,30 +267,45 @@ def test_resume_without_a_tune_experiment_says_so(
     assert err.startswith(f"impala-hybrid pbt: --resume {tmp_path}: no Tune experiment in ")
     assert cli.main(["pbt", "--resume", str(tmp_path / "nothing")]) == 2
     assert "not a pbt output directory" in capsys.readouterr().err
+    synch = tmp_path / "synch"
+    synch.mkdir()
+    save_experiment(tiny(), PBTConfig(population=2, interval=128, weights=None, synch=True), synch)
+    assert cli.main(["pbt", "--resume", str(synch)]) == 1
+    assert "ran with pbt.synch = true, which cannot be resumed" in capsys.readouterr().err
 
 
 # --- a tiny PBT on Ray -------------------------------------------------------------------------
 
 
-def test_tiny_pbt_on_ray_exploits_and_summarises(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Population 2, synchronous, quantile 0.5: at the end of round 1 the worse trial copies
-    the better one (one always does); it continues the donor's round-1 learner under its new
-    hyperparameters, and the summary names the exploit and the best trial's run directory."""
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    """One Ray instance (2 CPUs) for the module's Ray tests (starting one takes ~5 s)."""
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        out = tmp_path / "pbt"
-        config = tmp_path / "tiny.yaml"
-        save_config(tiny(), config)
-        status = cli.main([
-            "pbt", "--config", str(config), "--population", "2", "--steps", "256",
-            "--interval", "128", "--out", str(out), "--synch",
-            "--set", "pbt.quantile_fraction=0.5", "pbt.weights=null",
-        ])  # fmt: skip
-    finally:
-        ray.shutdown()
+    yield
+    ray.shutdown()
+
+
+def _tiny_pbt(tmp_path: Path, steps: int) -> list[str]:
+    """``pbt`` arguments: population 2 of :func:`tiny`, rounds of 128 env steps,
+    synchronous, quantile 0.5 (so the worse trial copies the better at every round)."""
+    config = tmp_path / "tiny.yaml"
+    save_config(tiny(), config)
+    return [
+        "pbt", "--config", str(config), "--population", "2", "--steps", str(steps),
+        "--interval", "128", "--out", str(tmp_path / "pbt"), "--synch",
+        "--set", "pbt.quantile_fraction=0.5", "pbt.weights=null",
+    ]  # fmt: skip
+
+
+def test_tiny_pbt_on_ray_exploits_and_summarises(
+    local_ray: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """At the end of round 1 the worse trial copies the better one (one always does); it
+    continues the donor's round-1 learner under its new hyperparameters, and the summary
+    names the exploit and the best trial's run directory."""
+    out = tmp_path / "pbt"
+    status = cli.main(_tiny_pbt(tmp_path, steps=256))
     printed = capsys.readouterr().out
     assert status == 0, printed
     history = read_history(out)
@@ -316,3 +334,58 @@ def test_tiny_pbt_on_ray_exploits_and_summarises(
     assert cli.main(["pbt", "--summary", str(out)]) == 0
     again = capsys.readouterr().out
     assert f"copied {e['donor']}" in again
+
+
+def _interrupt_in_round_2(out: Path, sent: list[float]) -> threading.Thread:
+    """A thread that sends this process SIGINT (as Ctrl-C does) once a trial has finished
+    round 2, and appends the time to ``sent``. A thread, not a Tune callback: Tune pickles
+    its callbacks into the experiment, and the resumed one would interrupt again."""
+
+    def watch() -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            lines = [line for p in (out / "history").glob("*.jsonl")
+                     for line in p.read_text().splitlines()]  # fmt: skip
+            if any('"round": 2, "env_steps"' in line for line in lines):
+                sent.append(time.time())
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_stopped_pbt_resumes_to_the_end(
+    local_ray: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C in round 2 (Tune saves the experiment and returns): pbt exits 130 saying how to
+    continue; --resume restores the experiment and every trial reaches its env steps; a trial
+    that had reported continues from its checkpoint (its run directory was started once, its
+    history before the Ctrl-C kept), and no exploit is recorded twice. Asynchronous PBT (a
+    synchronous one is refused, see test_resume_errors)."""
+    from impala_hybrid.experiments.pbt import unfinished
+
+    out = tmp_path / "pbt"
+    args = [a for a in _tiny_pbt(tmp_path, steps=384) if a != "--synch"]
+    sent: list[float] = []
+    watcher = _interrupt_in_round_2(out, sent)
+    assert cli.main(args) == 130
+    watcher.join()
+    printed = capsys.readouterr().out
+    assert f"continue with: impala-hybrid pbt --resume {out}" in printed
+    assert unfinished(out) > 0
+    assert cli.main(["pbt", "--resume", str(out)]) == 0, capsys.readouterr().out
+    assert unfinished(out) == 0
+    history = read_history(out)
+    continued = [
+        trial for trial in ("trial_0", "trial_1")
+        if (out / "logs" / f"{trial}.log").read_text().count("training impala_hybrid") == 1
+        and any(r["trial"] == trial and r["t"] < sent[0] for r in history)
+    ]  # fmt: skip
+    assert continued, history
+    for trial in ("trial_0", "trial_1"):
+        donors = [r["donor_checkpoint"] for r in history
+                  if r["trial"] == trial and r["event"] == "exploit"]  # fmt: skip
+        assert len(donors) == len(set(donors)), history

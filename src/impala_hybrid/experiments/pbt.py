@@ -61,6 +61,9 @@ criterion), so PBT never overwrites a finished trial with a copy.
 Resume: ``run_pbt(..., resume=True)`` (``impala-hybrid pbt --resume OUT``) restores the Tune
 experiment in ``OUT/tune`` (``Tuner.restore``); each trial restarts from its latest Tune
 checkpoint, and its logs and history are cut back to that point as ``train --resume`` does.
+Not for ``synch`` experiments: the restored trials stand at different rounds, and Tune's
+synchronous PBT then leaves a trial paused at the sync point for good (seen with Ray 2.60), so
+such a resume is refused.
 """
 
 from __future__ import annotations
@@ -138,7 +141,7 @@ class PBTConfig:
     )  # fmt: skip
     synch: bool = spec(
         False, "rank the whole population at the same round (Tune's synchronous PBT) instead "
-        "of each trial as it reports (the paper's asynchronous PBT)",
+        "of each trial as it reports (the paper's asynchronous PBT); cannot be resumed",
     )  # fmt: skip
     lr: tuple[float, ...] | None = spec(
         (0.1, 10.0), "range of algo.lr (lr_final scales with it: the schedule keeps its shape)",
@@ -615,6 +618,12 @@ def run_pbt(
             )
         out.mkdir(parents=True, exist_ok=True)
         save_experiment(base, pbt, out)
+    elif pbt.synch:
+        raise PBTError(
+            f"--resume {out}: this experiment ran with pbt.synch = true, which cannot be "
+            "resumed (Tune's synchronous PBT waits forever when the restored trials stand at "
+            "different rounds); start it again, or run without --synch to be able to resume"
+        )
     elif not tune.Tuner.can_restore(str(out / TUNE_DIR)):
         raise PBTError(
             f"--resume {out}: no Tune experiment in {out / TUNE_DIR} (stopped before it "
