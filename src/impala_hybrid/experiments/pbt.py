@@ -436,12 +436,11 @@ class PBTTrial:
             return
         own = meta["trial"] == self.trial_id
         lines = _read_lines(self.history)
-        exploits = [i for i, r in enumerate(lines) if r["event"] == "exploit"]
+        same = [i for i, r in enumerate(lines) if r.get("donor_checkpoint") == str(ckpt)]
         if own:
             self._cut_history(lines, meta)
-        elif exploits and lines[exploits[-1]]["donor_checkpoint"] == str(ckpt):
-            # the same exploit again: a resumed experiment restarts the trial from it
-            self._write_history(lines[: exploits[-1] + 1])
+        elif same:  # an exploit again: a resumed experiment restarts the trial from it
+            self._write_history(lines[: same[-1] + 1])
         else:
             previous = [r for r in lines if r["event"] == "round"]
             _append(self.history, {
