@@ -28,5 +28,10 @@ if UAVNET_ID not in gymnasium.registry:
     gymnasium.register(
         id="impala_hybrid/Target-v0", entry_point="impala_hybrid.envs.toys:TargetEnv"
     )
+    gymnasium.register(  # vector only: a two-objective toy for preference conditioning
+        id="impala_hybrid/TradeOff-v0",
+        entry_point=None,
+        vector_entry_point="impala_hybrid.envs.toys:TradeOffVectorEnv",
+    )
 
 __all__ = ["UAVNET_ID", "ConfigError", "__version__"]

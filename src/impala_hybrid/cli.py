@@ -220,28 +220,52 @@ def _add_eval(sub: Any) -> None:
         default="best",
         help="which checkpoint of each --run to evaluate (default best)",
     )
+    p.add_argument(
+        "--weights",
+        metavar="W1,...,WK",
+        help="objective weights (one per objective, >= 0; scaled to sum to 1): every policy "
+        "is scored with this scalarisation, and a preference-conditioned run (train --set "
+        "preference=dirichlet) acts for it",
+    )
     _add_common(p, episodes=2, num_envs=32)
     p.set_defaults(func=cmd_eval)
 
 
+def _parse_weights(text: str | None) -> list[float] | None:
+    """``--weights`` as numbers scaled to sum to 1 (None when absent)."""
+    if text is None:
+        return None
+    try:
+        w = [float(x) for x in text.split(",")]
+    except ValueError:
+        raise CliError(f"--weights {text!r}: comma-separated numbers, e.g. 0.5,0.5") from None
+    if not all(math.isfinite(x) and x >= 0 for x in w) or sum(w) <= 0:
+        raise CliError(f"--weights {text!r}: numbers >= 0 with a positive sum")
+    return [x / sum(w) for x in w]
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from impala_hybrid.envs.heuristics import HEURISTICS, make_heuristic
-    from impala_hybrid.evaluation.policy import TorchPolicy
     from impala_hybrid.evaluation.rollout import evaluate
 
     runs = _load_runs(args.run, args.checkpoint)
+    weights = _parse_weights(args.weights)
     if runs and all(not uav for _, _, uav in runs):
-        return _eval_other_env(args, runs)
+        return _eval_other_env(args, runs, weights)
     if not all(uav for _, _, uav in runs):
         raise CliError("--run: evaluate runs on the UAV env and on other envs in separate commands")
     overrides = parse_overrides(args.overrides)
+    if weights is not None:
+        if "weights" in overrides:
+            raise CliError("--weights and --set weights=...: give the weights once")
+        overrides["weights"] = weights
     names = resolve_policy_names(args.policy, list(HEURISTICS))
     config = make_config(overrides)
     console = _console()
     policies: list[tuple[str, Any]] = [(name, make_heuristic(name, config)) for name in names]
     results = []
     with console.status("loading trained runs") as status:  # a spinner while nothing prints
-        policies += [(name, TorchPolicy(model)) for name, (_, model), _ in runs]
+        policies += [(name, _policy(cfg, model, config.weights)) for name, (cfg, model), _ in runs]
         for i, (name, policy) in enumerate(policies):
             status.update(f"evaluating {name} ({i + 1}/{len(policies)})")
             results.append(
@@ -289,11 +313,24 @@ def _load_runs(run_dirs: list[str], checkpoint: str) -> list[tuple[str, tuple[An
     return out
 
 
-def _eval_other_env(args: argparse.Namespace, runs: list[tuple[str, tuple[Any, Any], bool]]) -> int:
+def _policy(cfg: Any, model: Any, weights: Any) -> Any:
+    """A run's greedy policy; a preference-conditioned one held at ``weights``."""
+    from impala_hybrid.runtime.trainer import run_policy
+
+    try:
+        return run_policy(cfg, model, weights if cfg.preference != "none" else None)
+    except ConfigError as e:
+        raise CliError(f"--weights: {e}") from None
+
+
+def _eval_other_env(
+    args: argparse.Namespace,
+    runs: list[tuple[str, tuple[Any, Any], bool]],
+    weights: list[float] | None,
+) -> int:
     """``eval --run`` for runs on envs other than the UAV simulator (see ``_add_eval``)."""
     from impala_hybrid.envs.factory import EnvSpecError
     from impala_hybrid.evaluation.episodes import evaluate_episodes
-    from impala_hybrid.evaluation.policy import TorchPolicy
 
     if args.overrides:
         raise CliError("--set overrides UAVNetConfig fields; these runs are not on the UAV env")
@@ -305,14 +342,17 @@ def _eval_other_env(args: argparse.Namespace, runs: list[tuple[str, tuple[Any, A
     with console.status("evaluating") as status:
         for i, (name, (cfg, model), _) in enumerate(runs):
             status.update(f"evaluating {name} ({i + 1}/{len(runs)})")
+            env_kwargs = (
+                cfg.env_kwargs if weights is None else {**cfg.env_kwargs, "weights": weights}
+            )
             try:
                 stats = evaluate_episodes(
-                    TorchPolicy(model), cfg.env, n, args.seed, env_kwargs=cfg.env_kwargs,
+                    _policy(cfg, model, weights), cfg.env, n, args.seed, env_kwargs=env_kwargs,
                     num_envs=args.num_envs, split="eval",
                 )  # fmt: skip
-            except EnvSpecError as e:
+            except (EnvSpecError, TypeError) as e:  # TypeError: an env without weights
                 raise CliError(f"--run {name[4:]}: {e}") from None
-            results[name] = {"env": cfg.env, "env_kwargs": cfg.env_kwargs, **stats.summary()}
+            results[name] = {"env": cfg.env, "env_kwargs": env_kwargs, **stats.summary()}
     keys = sorted({k for r in results.values() for k in r["info"]})
     table = Table(title=f"Evaluation: {n} greedy episodes, seed {args.seed} (mean over episodes)")
     for col in ("policy", "env", "return", "length", *keys):
@@ -533,10 +573,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     from impala_hybrid.deploy import export_model
     from impala_hybrid.envs.factory import EnvSpecError
     from impala_hybrid.runtime.checkpoint import CheckpointError
-    from impala_hybrid.runtime.trainer import RunDirError, load_run_model
+    from impala_hybrid.runtime.trainer import RunDirError, load_run_model, objective_names
 
     try:
-        _, model = load_run_model(args.run, args.checkpoint)
+        cfg, model = load_run_model(args.run, args.checkpoint)
     except (ConfigError, CheckpointError, RunDirError, EnvSpecError) as e:
         raise CliError(str(e)) from None
     out = (
@@ -545,7 +585,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         else Path(args.run) / "export" / ("policy" + EXPORT_SUFFIX[args.format])
     )
     out.parent.mkdir(parents=True, exist_ok=True)
-    path = export_model(model, out, format=args.format)
+    path = export_model(model, out, format=args.format, preference=objective_names(cfg))
     _console().print(f"exported {args.checkpoint} policy of {args.run} to {path} ({args.format})")
     return 0
 

@@ -128,3 +128,19 @@ def validate(obj: object) -> None:
 def field_docs(cls: type) -> dict[str, str]:
     """Field name -> documentation, for ``--help`` output and generated docs."""
     return {f.name: f.metadata.get("doc", "") for f in dataclasses.fields(cls)}
+
+
+def finite_matrix(value: Any, name: str, *, rows: str, cols: str, min_rows: int = 1) -> Any:
+    """``value`` as a finite float64 ``[rows, cols]`` array (``min_rows`` rows at least, one
+    column at least), or a :class:`ConfigError` naming the argument and the allowed shape."""
+    import numpy as np
+
+    x = np.asarray(value, np.float64)
+    if x.ndim != 2 or x.shape[0] < min_rows or x.shape[1] < 1:
+        raise ConfigError(
+            f"{name} of shape {x.shape} is invalid: must be [{rows}, {cols}] with {rows} in "
+            f"[{min_rows}, inf) and {cols} in [1, inf)"
+        )
+    if not np.all(np.isfinite(x)):
+        raise ConfigError(f"{name} is invalid: every value must be finite (got NaN or inf)")
+    return x

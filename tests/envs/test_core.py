@@ -354,7 +354,7 @@ def test_constraint_costs_are_what_the_hinges_price() -> None:
     for t in range(40):
         sim.step(rng.integers(0, 6, 16), rng.random((16, 6)))
         costs = sim.constraint_costs.astype(np.float64)
-        assert costs.shape == (16, 3) and (costs >= 0.0).all() and (costs[:, 0] <= 1.0).all()
+        assert costs.shape == (16, 3) and (costs >= 0.0).all()
         hinge = w @ sim.reward_vec.T.astype(np.float64) - sim.reward
         want = np.maximum(costs - limits, 0.0) @ coefs
         np.testing.assert_allclose(hinge, want, rtol=1e-4, atol=1e-5)

@@ -41,7 +41,7 @@ import copy
 import json
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
@@ -186,8 +186,13 @@ def export_model(
     format: ExportFormat = "torchscript",
     *,
     opset: int = ONNX_OPSET,
+    preference: Sequence[str] | None = None,
 ) -> Path:
     """Write ``model``'s deterministic policy to ``path`` plus its sidecar; returns ``path``.
+
+    ``preference``: the objective names of a preference-conditioned model
+    (``TrainConfig.preference``), whose observation ends with their weights ``w``; the
+    sidecar's ``observation`` entry then says so, so that a deployment feeds ``[obs, w]``.
 
     Raises ``ValueError`` for an unknown format and
     :class:`~impala_hybrid.deploy.inference.UnsupportedModelError` for a model the artifact
@@ -240,12 +245,23 @@ def export_model(
         with open(path, "wb") as f:  # a file object: np.savez would append ".npz" to a name
             np.savez(f, **state)
     artifact["sha256"] = file_sha256(path)
-    meta = {
+    meta: dict[str, Any] = {
         "format": SIDECAR_FORMAT,
         "version": SIDECAR_VERSION,
         "artifact": artifact,
         "policy": spec.to_json(),
     }
+    if preference:
+        k = len(preference)
+        meta["observation"] = {
+            "dims": spec.obs_dim,
+            "preference": {
+                "first_index": spec.obs_dim - k,
+                "objectives": list(preference),
+                "note": f"the last {k} observation entries are the objective weights w "
+                "(>= 0, summing to 1) the policy acts for: feed [env observation, w]",
+            },
+        }
     sidecar_path(path).write_text(json.dumps(meta, indent=2) + "\n")
     return path
 

@@ -33,7 +33,8 @@ OBJECTIVE_NAMES = ("goodput", "latency", "emergency", "energy", "fairness", "sta
 CLASS_NAMES = ("emergency", "routine")
 #: The constraints of UAV_ENV.md, each reported per step as its own cost (``info[
 #: "constraint_costs"] [N, 3]``) with its limit (``UAVNetConfig.constraint_limits``): control
-#: power as a fraction of the maximum (limit power_budget / P_max), the Gini of the tier-1
+#: power (computing plus transfer energy per second) over the nodes' summed maximum P_max
+#: (limit power_budget / P_max; it can pass 1 with many transfers), the Gini of the tier-1
 #: sojourn times, and the fullest buffer's occupancy. The optional hinges charge
 #: ``coef * [cost - limit]+``; a Lagrangian learner prices ``cost - limit`` instead.
 CONSTRAINT_NAMES = ("power", "fairness", "occupancy")

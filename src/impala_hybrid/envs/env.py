@@ -12,7 +12,12 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from impala_hybrid.envs.config import N_INTENSITY, ZONE_STRUCTURE, UAVNetConfig
+from impala_hybrid.envs.config import (
+    CONSTRAINT_NAMES,
+    N_INTENSITY,
+    ZONE_STRUCTURE,
+    UAVNetConfig,
+)
 from impala_hybrid.envs.sim import ActionError, UAVNetSim, parse_actions
 from impala_hybrid.envs.vector import REWARD_MODES, make_spaces, resolve_config
 
@@ -21,6 +26,7 @@ class UAVNetEnv(gym.Env[np.ndarray, dict[str, Any]]):
     """One UAV emergency-response network; see ``impala_hybrid.envs.vector`` for the layout."""
 
     zone_structure = ZONE_STRUCTURE
+    constraint_names = CONSTRAINT_NAMES  # info['constraint_costs'] columns
     metadata: dict[str, Any] = {"render_modes": []}
 
     def __init__(

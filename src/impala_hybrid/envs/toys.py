@@ -9,16 +9,23 @@
 * :class:`TargetEnv` (``impala_hybrid/Target-v0``): a continuous contextual bandit, action
   ``x in [-2, 2]^D``, reward ``-||x - c||^2 / D`` for the observed target ``c in [-1, 1]^D``.
 
-Both are one-step episodes (terminated after each step): the critic's target is the
+* :class:`TradeOffVectorEnv` (``impala_hybrid/TradeOff-v0``, a native vector env): two
+  objectives with a concave front, for preference conditioning. Action ``a in [0, 1]``,
+  vector reward ``(sqrt(a), sqrt(1 - a))``, so under weights ``w`` the best action is
+  ``a* = w_1^2 / (w_1^2 + w_2^2)``, known in closed form and different for every ``w``.
+
+All are one-step episodes (terminated after each step): the critic's target is the
 immediate reward, so what is being tested is the policy head and its log-probs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
 
 
 class ParamChoiceEnv(gym.Env[np.ndarray, Any]):
@@ -66,3 +73,51 @@ class TargetEnv(gym.Env[np.ndarray, np.ndarray]):
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         err = np.asarray(action, np.float64).reshape(-1) - self._c
         return self._c.copy(), float(-(err @ err) / self.dim), True, False, {}
+
+
+@dataclasses.dataclass(frozen=True)
+class TradeOffConfig:
+    """The toy's scalarisation (what ``PreferenceVectorEnv`` and the vector critic read)."""
+
+    weights: tuple[float, float] = (0.5, 0.5)
+
+
+class TradeOffVectorEnv(VectorEnv):
+    """See module docstring. ``SAME_STEP`` autoreset: every step ends an episode, the next
+    observation (always 0) starts the next one, and ``info["final_obs"]`` holds the last."""
+
+    metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.SAME_STEP}
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        *,
+        weights: tuple[float, float] = (0.5, 0.5),
+        autoreset_mode: AutoresetMode | str = AutoresetMode.SAME_STEP,
+    ) -> None:
+        if AutoresetMode(autoreset_mode) != AutoresetMode.SAME_STEP:
+            raise ValueError("TradeOffVectorEnv supports only SAME_STEP autoreset")
+        self.config = TradeOffConfig(tuple(weights))  # type: ignore[arg-type]
+        self.num_envs = num_envs
+        self.single_observation_space = gym.spaces.Box(0.0, 1.0, (1,), np.float32)
+        self.single_action_space = gym.spaces.Box(0.0, 1.0, (1,), np.float32)
+        self.observation_space = gym.vector.utils.batch_space(
+            self.single_observation_space, num_envs
+        )
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
+        self._obs = np.zeros((num_envs, 1), np.float32)
+
+    def reset(
+        self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        return self._obs.copy(), {}
+
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        a = np.clip(np.asarray(actions, np.float64).reshape(self.num_envs), 0.0, 1.0)
+        vec = np.stack([np.sqrt(a), np.sqrt(1.0 - a)], axis=1).astype(np.float32)
+        reward = (vec @ np.asarray(self.config.weights, np.float32)).astype(np.float32)
+        done = np.ones(self.num_envs, bool)
+        info = {"vector_reward": vec, "final_obs": self._obs.copy(), "_final_obs": done.copy()}
+        return self._obs.copy(), reward, done, np.zeros(self.num_envs, bool), info

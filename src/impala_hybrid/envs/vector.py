@@ -33,6 +33,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from impala_hybrid.envs.config import (
+    CONSTRAINT_NAMES,
     N_INTENSITY,
     N_OBJECTIVES,
     N_TRANSFER,
@@ -80,6 +81,7 @@ class UAVNetVectorEnv(VectorEnv):
     """Batched UAV emergency-response network; see the module docstring."""
 
     zone_structure = ZONE_STRUCTURE
+    constraint_names = CONSTRAINT_NAMES  # info['constraint_costs'] columns
     metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
 
     def __init__(

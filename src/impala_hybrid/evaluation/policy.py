@@ -61,6 +61,27 @@ class TorchPolicy:
         return self.model.action.to_env(dist.to_env(action))
 
 
+class WithPreference:
+    """A preference-conditioned policy (``envs/preference.py``) held at objective weights
+    ``w``: every observation gets ``w`` appended, the layout it was trained on. The policy
+    one deploys for an operator's chosen trade-off."""
+
+    def __init__(self, policy: Any, weights: np.ndarray) -> None:
+        self.policy = policy
+        self.weights = np.asarray(weights, np.float32).reshape(-1)
+
+    def reset(self, num_envs: int) -> None:
+        self.policy.reset(num_envs)
+
+    def observe_done(self, done: np.ndarray) -> None:
+        self.policy.observe_done(done)
+
+    def __call__(self, obs: np.ndarray) -> Any:
+        x = np.asarray(obs, np.float32).reshape(len(obs), -1)
+        w = np.broadcast_to(self.weights, (len(x), len(self.weights)))
+        return self.policy(np.concatenate([x, w], axis=1))
+
+
 def evaluate_returns(
     model: ActorCritic,
     env_id: str,

@@ -25,7 +25,12 @@ import gymnasium as gym
 import numpy as np
 
 from impala_hybrid import UAVNET_ID
-from impala_hybrid.envs.config import CLASS_NAMES, OBJECTIVE_NAMES, UAVNetConfig
+from impala_hybrid.envs.config import (
+    CLASS_NAMES,
+    CONSTRAINT_NAMES,
+    OBJECTIVE_NAMES,
+    UAVNetConfig,
+)
 from impala_hybrid.jsonsafe import json_safe
 
 PolicyFn = Callable[[np.ndarray], dict[str, Any]]
@@ -50,6 +55,10 @@ METRIC_KEYS = (
     "transfers_l_to_h",
     "transfers_h_to_cloud",
     "hinge_penalty",
+    # per constraint: the episode's mean per-step cost, and the fraction of episodes whose
+    # mean met its limit (UAVNetConfig.constraint_limits)
+    *(f"cost_{name}" for name in CONSTRAINT_NAMES),
+    *(f"satisfied_{name}" for name in CONSTRAINT_NAMES),
 )
 
 

@@ -120,6 +120,16 @@ class TrainConfig:
         "scalar", "scalar critic, or a vector critic with one value per objective (UAV env)",
         choices=("scalar", "vector"),
     )  # fmt: skip
+    preference: str = spec(
+        "none", "multi-objective envs: 'dirichlet' draws each episode's objective weights w "
+        "from Dirichlet(preference_alpha) and gives them to the policy and the vector critic "
+        "as extra observation entries (envs/preference.py), so one run learns a policy for "
+        "every trade-off; needs critic = 'vector'", choices=("none", "dirichlet"),
+    )  # fmt: skip
+    preference_alpha: float = spec(
+        1.0, "Dirichlet concentration of the per-episode weights (1: uniform on the simplex)",
+        lo=0.0, lo_open=True,
+    )  # fmt: skip
     torch_threads: int = spec(1, "intra-op threads of the learner", lo=1)
     log_interval: int = spec(10, "learner steps between progress records", lo=1)
     # Run-directory settings (runtime/trainer.py); train_serial ignores them.
@@ -146,6 +156,12 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         validate(self)
+        if self.preference != "none" and self.critic != "vector":
+            raise ConfigError(
+                f"TrainConfig.preference = {self.preference!r} is invalid with critic = "
+                f"{self.critic!r}: each step is scalarised with its episode's weights after "
+                "V-trace, which needs a vector critic; set critic = 'vector'"
+            )
         if self.warm_start is not None:
             from impala_hybrid import UAVNET_ID
             from impala_hybrid.envs.heuristics import HEURISTICS
@@ -178,25 +194,73 @@ def reward_setup(cfg: TrainConfig, env: Any) -> RewardSetup:
     each objective of ``info["vector_reward"]`` separately plus one more component for what
     the scalar reward adds beyond the weighted objectives (the constraint hinges), so the
     weighted sum of the components is exactly the scalar reward.
+
+    With ``algo.lagrange`` the components between the objectives and that last one are the
+    constraints' slacks ``limit_i - cost_i`` (``info["constraint_costs"]``, limits from
+    ``env.config.constraint_limits()``), weighted by the learner's multipliers (initially
+    ``algo.lagrange_init``; :func:`constraint_components` says where they are), so the
+    scalarised reward is the Lagrangian ``w . r - sum_i lambda_i (cost_i - limit_i)``.
     """
     from impala_hybrid.algos.impala.actor import scalar_reward
 
     if cfg.critic == "scalar":
+        if cfg.algo.lagrange:
+            raise ConfigError(
+                "IMPALAConfig.lagrange = true is invalid with TrainConfig.critic = 'scalar': "
+                "the multipliers weight cost components of a vector critic; set critic = "
+                "'vector'"
+            )
         return scalar_reward, torch.ones(1)
-    weights_cfg = getattr(getattr(env, "config", None), "weights", None)
+    env_cfg = getattr(env, "config", None)
+    weights_cfg = getattr(env_cfg, "weights", None)
     if weights_cfg is None:
         raise ConfigError(
             f"TrainConfig.critic = 'vector' is invalid for env {cfg.env!r}: it needs an env "
             "with info['vector_reward'] and config.weights (such as impala_hybrid/UAVNet-v0)"
         )
     w = np.asarray(weights_cfg, np.float32)
+    if not cfg.algo.lagrange:
 
-    def vector_reward(reward: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+        def vector_reward(reward: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+            vec = np.asarray(info["vector_reward"], np.float32)
+            rest = np.asarray(reward, np.float32) - vec @ w
+            return np.concatenate([vec, rest[:, None]], axis=1)
+
+        return vector_reward, torch.as_tensor(np.append(w, 1.0).astype(np.float32))
+    if not hasattr(env_cfg, "constraint_limits"):
+        raise ConfigError(
+            f"IMPALAConfig.lagrange = true is invalid for env {cfg.env!r}: it needs an env "
+            "that reports info['constraint_costs'] and config.constraint_limits() (such as "
+            "impala_hybrid/UAVNet-v0)"
+        )
+    if getattr(env_cfg, "constraint_hinges", False):
+        raise ConfigError(
+            "env_kwargs.constraint_hinges = true is invalid with IMPALAConfig.lagrange = true: "
+            "the learned multipliers replace the fixed hinges; set constraint_hinges = false"
+        )
+    limits = np.asarray(env_cfg.constraint_limits(), np.float32)  # type: ignore[union-attr]
+
+    def lagrangian_reward(reward: np.ndarray, info: dict[str, Any]) -> np.ndarray:
         vec = np.asarray(info["vector_reward"], np.float32)
+        slack = limits - np.asarray(info["constraint_costs"], np.float32)
         rest = np.asarray(reward, np.float32) - vec @ w
-        return np.concatenate([vec, rest[:, None]], axis=1)
+        return np.concatenate([vec, slack, rest[:, None]], axis=1)
 
-    return vector_reward, torch.as_tensor(np.append(w, 1.0).astype(np.float32))
+    lam = np.full(len(limits), cfg.algo.lagrange_init, np.float32)
+    return lagrangian_reward, torch.as_tensor(np.concatenate([w, lam, [1.0]]).astype(np.float32))
+
+
+def constraint_components(cfg: TrainConfig, env: Any) -> dict[str, int]:
+    """Name -> index of each reward component that is a constraint's slack
+    (:func:`reward_setup` with ``algo.lagrange``; none otherwise): the learner's multipliers
+    weight them. Names from ``env.constraint_names`` when the env has them (the UAV env:
+    ``CONSTRAINT_NAMES``), else ``c0, c1, ...``."""
+    if not cfg.algo.lagrange:
+        return {}
+    n_obj = len(env.config.weights)
+    count = len(env.config.constraint_limits())
+    names = getattr(env, "constraint_names", None) or tuple(f"c{i}" for i in range(count))
+    return {name: n_obj + i for i, name in enumerate(names)}
 
 
 def cartpole() -> TrainConfig:

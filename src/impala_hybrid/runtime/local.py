@@ -64,14 +64,14 @@ from rich.console import Console
 
 from impala_hybrid.algos.impala.actor import Actor
 from impala_hybrid.algos.impala.learner import Learner
-from impala_hybrid.envs.factory import make_vector_env
 from impala_hybrid.experiments.spec import TrainConfig, reward_setup
 from impala_hybrid.models.actor_critic import ActorCritic
 from impala_hybrid.runtime.allocator import keep_freed_memory
 from impala_hybrid.runtime.loop import AsyncRun
 from impala_hybrid.runtime.serial import (
     TrainResult,
-    build_initial_model,
+    build_learner,
+    make_env,
     run_to_completion,
 )
 from impala_hybrid.types import Batch
@@ -139,7 +139,7 @@ def _actor_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the learner owns Ctrl-C and shuts us down
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     torch.set_num_threads(1)
-    env = make_vector_env(cfg.env, cfg.local.envs_per_actor, cfg.env_kwargs)
+    env = make_env(cfg, cfg.local.envs_per_actor, seed=seed)
     reward_fn, reward_weights = reward_setup(cfg, env)
     model = copy.deepcopy(weights.model)
     seen, version = weights.pull(model, -1) or (-1, 0)
@@ -209,12 +209,10 @@ class LocalRun(AsyncRun):
         keep_freed_memory()  # here and in the forked actors
         torch.manual_seed(cfg.seed)
         # Model, learner and a one-step template unroll (to size the slots) in this process.
-        probe = make_vector_env(cfg.env, n_env, cfg.env_kwargs)
+        probe = make_env(cfg, n_env, seed=cfg.seed)
         reward_fn, reward_weights = reward_setup(cfg, probe)
-        model = build_initial_model(cfg, probe, len(reward_weights))
-        self.learner = Learner(
-            model, cfg.algo, total_samples=cfg.total_steps, reward_weights=reward_weights
-        )
+        self.learner = build_learner(cfg, probe)
+        model = self.learner.model
         self.weights = _Weights(model, self._ctx)
         template = Actor(
             probe, copy.deepcopy(model), 1, seed=cfg.seed, reward_fn=reward_fn,

@@ -108,7 +108,6 @@ from rich.console import Console
 from impala_hybrid.algos.comm import TorchDistComm
 from impala_hybrid.algos.impala.actor import Actor
 from impala_hybrid.algos.impala.learner import Learner
-from impala_hybrid.envs.factory import make_vector_env
 from impala_hybrid.experiments.spec import RayConfig, TrainConfig, reward_setup
 from impala_hybrid.models.actor_critic import ActorCritic
 from impala_hybrid.runtime.allocator import keep_freed_memory
@@ -117,8 +116,9 @@ from impala_hybrid.runtime.loop import AsyncRun
 from impala_hybrid.runtime.progress import LearnerView
 from impala_hybrid.runtime.serial import (
     TrainResult,
-    build_initial_model,
+    build_learner,
     build_model,
+    make_env,
     run_to_completion,
 )
 from impala_hybrid.types import Batch
@@ -147,7 +147,7 @@ class RolloutWorker:
     def __init__(self, cfg: TrainConfig, seed: int) -> None:
         torch.set_num_threads(1)
         keep_freed_memory()
-        self.env = make_vector_env(cfg.env, cfg.ray.envs_per_actor, cfg.env_kwargs)
+        self.env = make_env(cfg, cfg.ray.envs_per_actor, seed=seed)
         reward_fn, weights = reward_setup(cfg, self.env)
         self.model = build_model(cfg, self.env, len(weights))
         self.actor = Actor(
@@ -197,20 +197,10 @@ def make_learner(
     overwrite theirs (``Learner``'s broadcast); so does a learner about to load a state
     (``warm = False``)."""
     torch.manual_seed(cfg.seed)
-    probe = make_vector_env(cfg.env, 1, cfg.env_kwargs)
-    _, reward_weights = reward_setup(cfg, probe)
-    rank0 = comm is None or comm.rank == 0
-    initial = build_initial_model if warm and rank0 else build_model
-    model = initial(cfg, probe, len(reward_weights))
+    probe = make_env(cfg, 1, seed=cfg.seed)
+    learner = build_learner(cfg, probe, comm=comm, device=device, warm=warm)
     probe.close()
-    return Learner(
-        model,
-        cfg.algo,
-        total_samples=cfg.total_steps,
-        reward_weights=reward_weights,
-        device=device,
-        comm=comm,
-    )
+    return learner
 
 
 def join_learners(
@@ -399,7 +389,7 @@ class RemoteLearner:
     @property
     def model(self) -> ActorCritic:
         if self._model is None:
-            probe = make_vector_env(self.cfg.env, 1, self.cfg.env_kwargs)
+            probe = make_env(self.cfg, 1)
             self._model = build_model(self.cfg, probe, len(reward_setup(self.cfg, probe)[1]))
             probe.close()
         if self._model_version != self.version:

@@ -19,16 +19,18 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
+from impala_hybrid.algos.comm import Comm
 from impala_hybrid.algos.impala.actor import Actor
 from impala_hybrid.algos.impala.learner import Learner
 from impala_hybrid.envs.factory import make_vector_env
-from impala_hybrid.experiments.spec import TrainConfig, reward_setup
+from impala_hybrid.envs.preference import PreferenceVectorEnv
+from impala_hybrid.experiments.spec import TrainConfig, constraint_components, reward_setup
 from impala_hybrid.models.actor_critic import ActorCritic
 from impala_hybrid.models.spaces import action_spec, obs_dim
 from impala_hybrid.models.zones import ZoneStructure
@@ -37,6 +39,7 @@ from impala_hybrid.runtime.progress import Budget, Progress
 from impala_hybrid.runtime.replay import UnrollReplay
 from impala_hybrid.threads import torch_threads
 from impala_hybrid.types import Batch
+from impala_hybrid.validation import ConfigError
 
 
 @dataclasses.dataclass
@@ -85,14 +88,64 @@ def build_initial_model(cfg: TrainConfig, env: Any, num_values: int) -> ActorCri
     return model
 
 
+def make_env(
+    cfg: TrainConfig, num_envs: int, *, seed: int = 0, preference: Sequence[float] | None = None
+) -> Any:
+    """``cfg``'s vector env of ``num_envs`` copies (``envs.factory.make_vector_env``), and
+    for a preference-conditioned run (``cfg.preference``) wrapped so that each episode's
+    objective weights are drawn (seeded by ``seed``) or fixed to ``preference``, and appended
+    to the observations (``envs/preference.py``). Every runtime makes its envs here."""
+    env = make_vector_env(cfg.env, num_envs, cfg.env_kwargs)
+    if cfg.preference == "none":
+        if preference is not None:
+            raise ConfigError(
+                "preference weights are for a run trained with TrainConfig.preference = "
+                f"'dirichlet'; this one has {cfg.preference!r}"
+            )
+        return env
+    return PreferenceVectorEnv(env, alpha=cfg.preference_alpha, fixed=preference, seed=seed)
+
+
+def preference_dims(cfg: TrainConfig, env: Any) -> int:
+    """How many trailing observation entries are objective weights (0 without preference
+    conditioning)."""
+    return int(getattr(env, "num_objectives", 0)) if cfg.preference != "none" else 0
+
+
+def build_learner(
+    cfg: TrainConfig,
+    env: Any,
+    *,
+    comm: Comm | None = None,
+    device: torch.device | str = "cpu",
+    warm: bool = True,
+) -> Learner:
+    """The learner of ``cfg`` for ``env``'s spaces, the one place every runtime makes one:
+    its model (:func:`build_initial_model`: warm-started if configured, unless ``warm`` is
+    False or this is not rank 0 of ``comm``, whose weights then overwrite these), the
+    reward components' weights and the constraint components (``experiments.spec``)."""
+    _, weights = reward_setup(cfg, env)
+    rank0 = comm is None or comm.rank == 0
+    model = (build_initial_model if warm and rank0 else build_model)(cfg, env, len(weights))
+    return Learner(
+        model,
+        cfg.algo,
+        total_samples=cfg.total_steps,
+        reward_weights=weights,
+        device=device,
+        comm=comm,
+        constraints=constraint_components(cfg, env),
+        preference_dims=preference_dims(cfg, env),
+    )
+
+
 def build(cfg: TrainConfig) -> tuple[Any, Learner, Actor]:
     """Env, learner and actor for ``cfg`` (seeded)."""
     keep_freed_memory()
     torch.manual_seed(cfg.seed)
-    env = make_vector_env(cfg.env, cfg.num_envs, cfg.env_kwargs)
+    env = make_env(cfg, cfg.num_envs, seed=cfg.seed)
     reward_fn, weights = reward_setup(cfg, env)
-    model = build_initial_model(cfg, env, len(weights))
-    learner = Learner(model, cfg.algo, total_samples=cfg.total_steps, reward_weights=weights)
+    learner = build_learner(cfg, env)
     actor = Actor(
         env,
         learner.model,

@@ -47,7 +47,7 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -133,6 +133,40 @@ def _json_line(record: dict[str, Any]) -> str:
 # --- evaluation -----------------------------------------------------------------------------
 
 
+def run_policy(cfg: TrainConfig, model: Any, weights: Sequence[float] | None = None) -> Any:
+    """The greedy policy of a trained ``model``: a :class:`TorchPolicy`, held at objective
+    weights ``weights`` when the run is preference-conditioned (default: the env's own
+    scalarisation, ``config.weights``, scaled to sum to 1)."""
+    from impala_hybrid.envs.preference import simplex_point
+    from impala_hybrid.evaluation.policy import TorchPolicy, WithPreference
+    from impala_hybrid.runtime.serial import make_env
+
+    policy = TorchPolicy(model)
+    if cfg.preference == "none":
+        return policy
+    probe = make_env(cfg, 1)
+    k, default = probe.num_objectives, probe.config.weights
+    probe.close()
+    w = default if weights is None else weights
+    return WithPreference(policy, simplex_point(w, k, "preference weights"))
+
+
+def objective_names(cfg: TrainConfig) -> tuple[str, ...] | None:
+    """The objectives whose weights end a preference-conditioned run's observations (None
+    for other runs): the UAV env's ``OBJECTIVE_NAMES``, else ``objective_0, ...``."""
+    from impala_hybrid.envs.config import OBJECTIVE_NAMES
+    from impala_hybrid.runtime.serial import make_env
+
+    if cfg.preference == "none":
+        return None
+    if cfg.env == UAVNET_ID:
+        return OBJECTIVE_NAMES
+    probe = make_env(cfg, 1)
+    k = probe.num_objectives
+    probe.close()
+    return tuple(f"objective_{i}" for i in range(k))
+
+
 class Evaluator:
     """Greedy evaluation on fixed seeds; baselines (UAV env only) computed once."""
 
@@ -170,20 +204,19 @@ class Evaluator:
         other envs the mean episode length and the means of the numeric episode-end ``info``
         keys (such as ``success``)."""
         from impala_hybrid.evaluation.episodes import evaluate_episodes
-        from impala_hybrid.evaluation.policy import TorchPolicy
 
         model = learner.model
         model.eval()
         try:
             if self.uav:
-                res = self._uav(TorchPolicy(model), "impala")
+                res = self._uav(run_policy(self.cfg, model), "impala")
                 return {
                     "return_mean": res["return"]["mean"],
                     "return_std": res["return"]["std"],
                     "result": res,
                 }
             stats = evaluate_episodes(
-                TorchPolicy(model),
+                run_policy(self.cfg, model),
                 self.cfg.env,
                 self.cfg.eval_episodes,
                 self.cfg.eval_seed,
@@ -630,9 +663,8 @@ def load_run_model(run_dir: str | Path, checkpoint: str = "best") -> tuple[Train
     ``checkpoint`` is ``"best"`` (the best evaluation; falls back to ``"last"`` when the run
     never evaluated) or ``"last"``. Errors name the directory and what is missing.
     """
-    from impala_hybrid.envs.factory import make_vector_env
     from impala_hybrid.experiments.spec import reward_setup
-    from impala_hybrid.runtime.serial import build_model
+    from impala_hybrid.runtime.serial import build_model, make_env
 
     if checkpoint not in ("best", "last"):
         raise RunDirError(f"checkpoint {checkpoint!r} is invalid: must be 'best' or 'last'")
@@ -651,7 +683,7 @@ def load_run_model(run_dir: str | Path, checkpoint: str = "best") -> tuple[Train
         model_state = state["learner"]["model"]
     except (KeyError, TypeError):
         raise CheckpointError(f"checkpoint {path} holds no learner model") from None
-    env = make_vector_env(cfg.env, 1, cfg.env_kwargs)
+    env = make_env(cfg, 1)
     _, weights = reward_setup(cfg, env)
     model = build_model(cfg, env, len(weights))
     env.close()

@@ -106,9 +106,33 @@ class IMPALAConfig:
         lo=0.0, hi=1.0, hi_open=True,
     )  # fmt: skip
     replay_capacity: int = spec(1024, "unrolls kept for replay (oldest evicted first)", lo=1)
+    lagrange: bool = spec(
+        False, "price the env's constraint costs (info['constraint_costs'], e.g. UAVNet) with "
+        "learned Lagrange multipliers (PID Lagrangian, ops/lagrange.py) instead of fixed "
+        "hinges; needs critic = 'vector'",
+    )  # fmt: skip
+    lagrange_ki: float = spec(
+        0.05, "integral gain: each multiplier grows by this times its batch's mean violation "
+        "(cost - limit) per learner step (Tessler et al. 2019's multiplier learning rate)",
+        lo=0.0,
+    )  # fmt: skip
+    lagrange_kp: float = spec(0.0, "proportional gain (Stooke et al. 2020)", lo=0.0)
+    lagrange_kd: float = spec(0.0, "derivative gain on the rising cost (Stooke et al.)", lo=0.0)
+    lagrange_ema: float = spec(
+        0.1, "weight of the newest batch in the P and D terms' moving averages",
+        lo=0.0, hi=1.0, lo_open=True,
+    )  # fmt: skip
+    lagrange_init: float = spec(0.0, "the multipliers at the start", lo=0.0)
+    lagrange_max: float = spec(100.0, "cap on each multiplier", lo=0.0, lo_open=True)
 
     def __post_init__(self) -> None:
         validate(self)
+        if self.lagrange and self.lagrange_init > 0.0 and self.lagrange_ki == 0.0:
+            raise ConfigError(
+                f"IMPALAConfig.lagrange_init = {self.lagrange_init!r} is invalid with "
+                "lagrange_ki = 0: the multipliers live in the integral term; set "
+                "lagrange_ki > 0 or lagrange_init = 0"
+            )
         if self.c_bar > self.rho_bar:
             raise ConfigError(
                 f"IMPALAConfig.c_bar = {self.c_bar!r} is invalid: V-trace needs "

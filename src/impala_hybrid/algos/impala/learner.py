@@ -34,6 +34,7 @@ the rank's own shard's, except ``grad_norm``, ``skipped`` and the counters (glob
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import torch
@@ -47,6 +48,7 @@ from impala_hybrid.models.distributions import (
     CategoricalDistribution,
     HybridAction,
 )
+from impala_hybrid.ops.lagrange import PIDState, pid_init, pid_lagrange
 from impala_hybrid.ops.losses import (
     baseline_loss,
     clipped_surrogate_loss,
@@ -92,7 +94,8 @@ class Targets(NamedTuple):
     popart_mu: Tensor  # [K] PopArt statistics including this batch (the current ones if off)
     popart_nu: Tensor
     q_scalar: Tensor  # [T, B] w . q_s: the regression target of Q(x_s, k_s)
-    adv_scale: Tensor  # [] what A_s was divided by (1 without normalisation)
+    adv_scale: Tensor  # [] (or [T, B] with PopArt and per-step preferences) what A_s was
+    # divided by (1 without normalisation)
 
 
 class Losses(NamedTuple):
@@ -122,9 +125,16 @@ class Learner:
         reward_weights: Tensor | None = None,
         device: torch.device | str = "cpu",
         comm: Comm | None = None,
+        constraints: Mapping[str, int] | None = None,
+        preference_dims: int = 0,
     ) -> None:
         """``comm``: the other learners of a synchronous multi-learner step (default: none);
-        rank 0's initial weights are broadcast to the others."""
+        rank 0's initial weights are broadcast to the others. ``constraints``: name -> index
+        of each reward component that is a constraint's slack ``limit - cost``
+        (``experiments.spec.constraint_components``), whose weight is a learned Lagrange
+        multiplier with ``config.lagrange``. ``preference_dims = K > 0``: the observations'
+        last ``K`` entries are each episode's objective weights (``envs/preference.py``),
+        which replace the first ``K`` reward weights step by step (:meth:`step_weights`)."""
         self.config = config
         self.comm = comm if comm is not None else Comm()
         self.device = torch.device(device)
@@ -141,6 +151,23 @@ class Learner:
                 f"reward_weights has shape {tuple(reward_weights.shape)}, expected ({k},)"
             )
         self.reward_weights = reward_weights.to(self.device, torch.float32)
+        if not 0 <= preference_dims <= k:
+            raise ValueError(f"preference_dims = {preference_dims} is invalid: range [0, {k}]")
+        self.preference_dims = preference_dims
+        self.constraint_names = tuple(constraints or {})
+        self._constraint_index = torch.tensor(list((constraints or {}).values()), dtype=torch.long)
+        if config.lagrange != bool(self.constraint_names):
+            raise ConfigError(
+                "IMPALAConfig.lagrange = true needs the reward components of the env's "
+                "constraints (build the learner with runtime.serial.build_learner)"
+                if config.lagrange
+                else "constraint components are priced only with IMPALAConfig.lagrange = true"
+            )
+        self.lagrange_state: PIDState | None = None
+        if config.lagrange:
+            self.lagrange_state = pid_init(
+                len(self.constraint_names), config.lagrange_init, config.lagrange_ki
+            )
         params = list(self.model.parameters())
         if config.optimizer == "adam":
             self.optimizer: torch.optim.Optimizer = torch.optim.Adam(
@@ -237,6 +264,12 @@ class Learner:
             },
             "entropy_log_coefs": self.entropy_log_coefs.clone(),
             "scales": {"lr": self.lr_scale, "entropy_coef": self.entropy_scale},
+            "lagrange": None
+            if self.lagrange_state is None
+            else {
+                "state": [t.clone() for t in self.lagrange_state],
+                "multipliers": self.reward_weights[self._constraint_index].cpu(),
+            },
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -253,6 +286,12 @@ class Learner:
         log_coefs = state.get("entropy_log_coefs")  # absent before target entropies existed
         if log_coefs is not None:
             self.entropy_log_coefs.copy_(log_coefs)
+        lagrange = state.get("lagrange")  # absent before the multipliers existed
+        if self.lagrange_state is not None and lagrange is not None:
+            self.lagrange_state = PIDState(*(t.clone() for t in lagrange["state"]))
+            self.reward_weights[self._constraint_index] = lagrange["multipliers"].to(
+                self.device, torch.float32
+            )
         scales = state.get("scales", {})  # absent in checkpoints written before the scales
         self.lr_scale = float(scales.get("lr", 1.0))
         self.entropy_scale = float(scales.get("entropy_coef", 1.0))
@@ -281,6 +320,8 @@ class Learner:
         finite, grad_norm = self.apply(ls.loss, tg)
         if finite and not self.warming_up:
             self._adapt_entropy(ls.entropy_parts)
+        if finite and self.lagrange_state is not None:
+            self._update_multipliers(b)
         norm = self.model.obs_norm
         if norm is not None:  # after the update: see models/normalization.py
             x = norm.rows(b.obs[:-1])
@@ -293,7 +334,29 @@ class Learner:
         if self._entropy_coefs is not None:  # the weights the next update uses
             coefs = self.entropy_coefs(ent_coef).tolist()
             metrics.update(entropy_coef_discrete=coefs[0], entropy_coef_continuous=coefs[1])
+        if self.lagrange_state is not None:  # the multipliers the next update uses
+            lam = self.reward_weights[self._constraint_index].tolist()
+            violation = self.lagrange_state.smoothed_violation.tolist()
+            for name, value, excess in zip(self.constraint_names, lam, violation, strict=True):
+                metrics[f"lagrange_{name}"] = value
+                metrics[f"constraint_excess_{name}"] = excess
         return metrics
+
+    def _update_multipliers(self, b: Batch) -> None:
+        """Each constraint's multiplier from this batch's mean per-step violation ``cost -
+        limit`` (the negated slack component; global over the learners), by the PID
+        Lagrangian (``ops/lagrange.py``). The slack components are weighted by the new
+        multipliers from the next update on: the Lagrangian's dual step."""
+        assert self.lagrange_state is not None
+        cfg = self.config
+        slack = b.rewards.index_select(-1, self._constraint_index.to(b.rewards.device))
+        violation = -self.comm.mean(slack.float(), (0, 1)).cpu()  # [C]
+        lam, self.lagrange_state = pid_lagrange(
+            violation, torch.zeros_like(violation), self.lagrange_state,
+            kp=cfg.lagrange_kp, ki=cfg.lagrange_ki, kd=cfg.lagrange_kd, ema=cfg.lagrange_ema,
+            lambda_max=cfg.lagrange_max,
+        )  # fmt: skip
+        self.reward_weights[self._constraint_index] = lam.to(self.device)
 
     # --- stages ---
 
@@ -301,6 +364,20 @@ class Learner:
     def popart_sigma(self) -> Tensor:
         """``[K]`` PopArt scales ``sqrt(nu - mu^2)`` (ones without PopArt)."""
         return _sigma(self.popart_mu, self.popart_nu)
+
+    def step_weights(self, b: Batch) -> Tensor:
+        """The weights that scalarise each step's value components: ``[K]`` (the same for
+        every step), or ``[T, B, K]`` with preference conditioning, where each column's
+        objectives are weighted by the ``w`` its episode was played with (read back from the
+        observations: ``obs[t, b, -P:]``) and the other components (constraint slacks, the
+        remainder) keep their learner weights. Multiply and sum over the last axis."""
+        w = self.reward_weights
+        p = self.preference_dims
+        if p == 0:
+            return w
+        pref = b.obs[: b.unroll_length, :, -p:].to(w.dtype)  # [T, B, P]
+        rest = w[p:].expand(*pref.shape[:2], -1)
+        return torch.cat([pref, rest], dim=-1)
 
     def forward(self, b: Batch) -> Forward:
         """Policy and values of the current weights on the batch's ``T + 1`` observations."""
@@ -321,7 +398,7 @@ class Learner:
                 final_values[idx] = self.model.values_after(b.final_obs[idx], state) * sigma + mu
         q = chosen = None
         if out.action_advantages is not None:  # Q = w . V + a, V detached (dueling split)
-            base = values[:t_len].detach() @ self.reward_weights
+            base = (values[:t_len].detach() * self.step_weights(b)).sum(-1)
             q = base[..., None] + out.action_advantages[:t_len]
             k = b.actions.discrete if isinstance(b.actions, HybridAction) else b.actions
             chosen = q.gather(-1, k.long()[..., None])[..., 0]
@@ -361,8 +438,8 @@ class Learner:
             lam=cfg.lam,
             ratio_mode=cfg.ratio_mode,  # type: ignore[arg-type]
         )
-        w = self.reward_weights
-        adv = (vt.q_estimate - fwd.values[:t_len].detach()) @ w  # [T, B]
+        w = self.step_weights(b)  # [K] or [T, B, K]
+        adv = ((vt.q_estimate - fwd.values[:t_len].detach()) * w).sum(-1)  # [T, B]
         mu, nu = self.popart_mu, self.popart_nu
         if cfg.popart:
             mu, nu = self._popart_statistics(vt.vs)
@@ -372,10 +449,10 @@ class Learner:
             scale = self.comm.std(adv) + 1e-8
             adv = (adv - self.comm.mean(adv)) / scale
         elif cfg.popart:  # scale-free advantages: divide by the scale of w . V (Hessel 2019)
-            scale = (w.square() @ sigma.square()).sqrt()
+            scale = (w.square() * sigma.square()).sum(-1).sqrt()  # [] or [T, B]
             adv = adv / scale
         weighted = adv if cfg.pg_clip_eps is not None else vt.pg_rhos * adv
-        return Targets(vt, log_rhos, weighted, mu, nu, vt.q_estimate @ w, scale)
+        return Targets(vt, log_rhos, weighted, mu, nu, (vt.q_estimate * w).sum(-1), scale)
 
     def losses(self, fwd: Forward, tg: Targets, ent_coef: float) -> Losses:
         """Policy-gradient, baseline and entropy losses (``ops.losses``) and their sum.
@@ -427,7 +504,8 @@ class Learner:
         choice = getattr(fwd.dist, "discrete", fwd.dist)  # a hybrid's part, or the whole
         assert isinstance(choice, CategoricalDistribution)
         probs = choice.probs
-        return expected_policy_gradient_loss(probs, fwd.action_values.detach() / tg.adv_scale)
+        scale = tg.adv_scale[..., None] if tg.adv_scale.dim() else tg.adv_scale  # per step?
+        return expected_policy_gradient_loss(probs, fwd.action_values.detach() / scale)
 
     def entropy_coefs(self, ent_coef: float) -> Tensor:
         """``[2]`` entropy weights of a hybrid policy's (discrete, continuous) parts: the fixed
