@@ -102,6 +102,28 @@ def test_stopped_and_resumed_run_equals_an_uninterrupted_one(tmp_path: Path) -> 
     assert torch.equal(a["actor"]["generator"], b["actor"]["generator"])
 
 
+def test_a_paused_and_continued_run_equals_an_uninterrupted_one(tmp_path: Path) -> None:
+    """``run(until=200)`` stops at the first learner step past 200 env steps (224), evaluates
+    there (the one extra eval.jsonl line) and writes last.pt; a Trainer on that checkpoint
+    continues exactly as the uninterrupted run (how pbt trains in rounds)."""
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert cli.main(["train", *TINY, "--out", str(full)]) == 0
+    cfg = load_config(full / "config.yaml")
+    trainer = start_run(cfg, part)
+    assert trainer.run(until=200) == 0
+    assert trainer.last_eval is not None and trainer.last_eval["env_steps"] == 224
+    last = load_checkpoint(part / "checkpoints" / "last.pt")
+    assert last["env_steps"] == 224
+    assert Trainer(cfg, part, checkpoint=last).run() == 0
+    assert _lines(part / "metrics.jsonl", TIME_KEYS) == _lines(full / "metrics.jsonl", TIME_KEYS)
+    evals = _lines(part / "eval.jsonl")
+    assert [e for e in evals if e["env_steps"] != 224] == _lines(full / "eval.jsonl")
+    a = load_checkpoint(full / "checkpoints" / "last.pt")["state"]["learner"]["model"]
+    b = load_checkpoint(part / "checkpoints" / "last.pt")["state"]["learner"]["model"]
+    for key, value in a.items():
+        assert torch.equal(value, b[key]), key
+
+
 def test_sigterm_writes_last_and_exits_143(tmp_path: Path) -> None:
     small = ["num_envs=4", "algo.batch_size=4", "algo.unroll_length=8", "model.hidden=[8]"]
     cfg = load_config(preset="cartpole", overrides=[*small, "total_steps=320", "eval_episodes=2"])

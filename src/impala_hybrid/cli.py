@@ -3,7 +3,8 @@
 One small function per subcommand (``cmd_<name>``), registered in :func:`build_parser`
 by an ``_add_<name>`` function. Implemented: ``eval`` (classical policies on fixed seeds),
 ``tune-heuristics``, ``train`` (a run directory with logs, evaluations and checkpoints;
-``--resume`` continues one) and ``export``. Still to come: compare, report, bench.
+``--resume`` continues one), ``pbt`` (population-based training on Ray Tune) and
+``export``. Still to come: compare, report, bench.
 
 Bad input (unknown policy, non-positive counts, unknown or invalid config field) prints one
 line ``impala-hybrid <command>: error: ...`` on stderr and exits with status 2.
@@ -447,28 +448,17 @@ PRESET_NAMES = ("cartpole", "pendulum", "param_choice", "uav_hybrid", "uav_warm"
 RUNTIME_NAMES = ("serial", "local", "ray")
 
 
-def _add_train(sub: Any) -> None:
-    # Presets and runtimes are checked in cmd_train, not as argparse choices: listing them
-    # here would import torch for every subcommand's parser.
-    p = sub.add_parser(
-        "train",
-        help="train into a run directory (config.yaml, metrics, TensorBoard, checkpoints)",
-        description="Train from a YAML config or a preset into --out, or continue a stopped "
-        "run with --resume. Ctrl-C or SIGTERM finishes the learner step and writes "
-        "checkpoints/last.pt.",
-    )
+def _add_config_source(p: argparse.ArgumentParser, set_help: str) -> Any:
+    """``--config FILE | --preset NAME`` (a mutually exclusive group, returned for more
+    alternatives) and ``--set``, as ``train`` and ``pbt`` take them."""
+    # Presets are checked when the config loads, not as argparse choices: listing them here
+    # would import torch for every subcommand's parser.
     src = p.add_mutually_exclusive_group()
     src.add_argument("--config", metavar="FILE.yaml", help="training config (TrainConfig YAML)")
     src.add_argument(
         "--preset",
         metavar="NAME",
         help=f"start from a preset: {', '.join(PRESET_NAMES)} (configs/NAME.yaml resolved)",
-    )
-    p.add_argument(
-        "--out", metavar="RUN_DIR", help="new run directory (must not exist or be empty)"
-    )
-    p.add_argument(
-        "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from checkpoints/last.pt"
     )
     p.add_argument(
         "--set",
@@ -478,7 +468,25 @@ def _add_train(sub: Any) -> None:
         default=[],
         metavar="SECTION.FIELD=VALUE",
         help="override config fields (YAML values), e.g. --set algo.lr=1e-3 "
-        "model.hidden=[64,64] env_kwargs.episode_steps=200; --set may also be repeated",
+        "model.hidden=[64,64] env_kwargs.episode_steps=200; --set may also be repeated" + set_help,
+    )
+    return src
+
+
+def _add_train(sub: Any) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train into a run directory (config.yaml, metrics, TensorBoard, checkpoints)",
+        description="Train from a YAML config or a preset into --out, or continue a stopped "
+        "run with --resume. Ctrl-C or SIGTERM finishes the learner step and writes "
+        "checkpoints/last.pt.",
+    )
+    _add_config_source(p, "")
+    p.add_argument(
+        "--out", metavar="RUN_DIR", help="new run directory (must not exist or be empty)"
+    )
+    p.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from checkpoints/last.pt"
     )
     p.add_argument(
         "--runtime",
@@ -582,9 +590,149 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- pbt ------------------------------------------------------------------------------------
+
+
+def population_size(text: str) -> int:
+    value = positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 2, got {value}")
+    return value
+
+
+def env_steps(text: str) -> int:
+    """A positive step count; ``2e5`` and ``200_000`` are accepted too."""
+    try:
+        value = float(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a step count >= 1, got {text!r}") from None
+    if not value.is_integer() or value < 1:
+        raise argparse.ArgumentTypeError(f"expected a step count >= 1, got {text!r}")
+    return int(value)
+
+
+def _add_pbt(sub: Any) -> None:
+    p = sub.add_parser(
+        "pbt",
+        help="population-based training on Ray Tune (needs impala-hybrid[ray])",
+        description="Train a population of runs of one config with Ray Tune's "
+        "PopulationBasedTraining: every --interval env steps each trial evaluates on the "
+        "validation seeds (under the base config's objective), and one in the bottom "
+        "quantile copies a top trial's checkpoint and perturbs its learning rate, entropy "
+        "coefficient, rho_bar and objective weights. Each trial is a run directory "
+        "(OUT/trials/trial_<i>: eval --run and export --run work on it); the population's "
+        "history is in OUT/history and is printed as a table at the end (--summary OUT "
+        "prints it again). PBTConfig fields are set with --set pbt.FIELD=VALUE, e.g. "
+        "pbt.lr=[0.5,2] (factors of the base lr), pbt.weights=null (do not search them), "
+        "pbt.quantile_fraction=0.5 or pbt.runtime=local.",
+    )
+    src = _add_config_source(p, "; and PBTConfig fields: pbt.FIELD=VALUE")
+    src.add_argument("--resume", metavar="OUT", help="continue a stopped pbt in OUT")
+    src.add_argument("--summary", metavar="OUT", help="print the summary of the pbt in OUT")
+    p.add_argument("--population", type=population_size, default=4, help="trials (default 4)")
+    p.add_argument(
+        "--steps", type=env_steps, help="env steps per trial (default: the config's total_steps)"
+    )
+    p.add_argument(
+        "--interval", type=env_steps, default=None,
+        help="env steps between evaluations and perturbations (default 100000)",
+    )  # fmt: skip
+    p.add_argument("--out", metavar="OUT", help="new output directory (default runs/pbt-DATE-TIME)")
+    p.add_argument(
+        "--runtime", choices=("serial", "local"), help="runtime inside each trial (default serial)"
+    )
+    p.add_argument(
+        "--synch",
+        action="store_true",
+        help="rank the whole population at the same round (such a pbt cannot be resumed)",
+    )
+    p.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="the Ray cluster to join ('auto' or HOST:PORT; default: a Ray instance for the "
+        "run); on a cluster OUT must be on a filesystem every node shares",
+    )
+    p.set_defaults(func=cmd_pbt)
+
+
+def _pbt_overrides(args: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
+    """``--set`` items for TrainConfig, and the PBTConfig fields from the flags and the
+    ``pbt.FIELD=VALUE`` items."""
+    train, fields = [], {}
+    for item in args.overrides:
+        key, sep, text = item.partition("=")
+        if not key.strip().startswith("pbt."):
+            train.append(item)
+            continue
+        try:
+            fields[key.strip().removeprefix("pbt.")] = yaml.safe_load(text) if sep else None
+        except yaml.YAMLError as e:
+            msg = str(e).splitlines()[0]
+            raise CliError(f"--set {item}: cannot parse the value: {msg}") from None
+    flags = {"population": args.population, "steps": args.steps, "interval": args.interval,
+             "runtime": args.runtime, "synch": args.synch or None}  # fmt: skip
+    fields.update({k: v for k, v in flags.items() if v is not None})
+    return train, fields
+
+
+def cmd_pbt(args: argparse.Namespace) -> int:
+    from impala_hybrid.experiments.config_io import load_config
+    from impala_hybrid.experiments.pbt import (
+        PBTError,
+        load_experiment,
+        pbt_config,
+        print_summary,
+        run_pbt,
+        unfinished,
+    )
+
+    console = _console()
+    try:
+        if args.summary is not None:
+            print_summary(args.summary, console)
+            return 0
+        if args.resume is not None:
+            if args.out is not None or args.overrides:
+                raise CliError("--resume OUT continues the pbt as it was: drop --out and --set")
+            out = Path(args.resume)
+            base, pbt = load_experiment(out)
+        else:
+            if args.config is None and args.preset is None:
+                raise CliError("give --config FILE.yaml or --preset NAME (or --resume OUT)")
+            train, fields = _pbt_overrides(args)
+            base = load_config(args.config, preset=args.preset, overrides=train)
+            pbt = pbt_config(fields)
+            out = Path(args.out or f"runs/pbt-{_timestamp()}")
+        run_pbt(
+            base, pbt, out, address=args.address, resume=args.resume is not None, console=console
+        )
+        print_summary(out, console)
+        left = unfinished(out)
+    except ConfigError as e:
+        raise CliError(str(e)) from None
+    except PBTError as e:  # not bad input: exit status 1
+        print(f"{PROG} pbt: {e}", file=sys.stderr)
+        return 1
+    if left:  # Ctrl-C: Tune saved the experiment and returned
+        console.print(
+            f"stopped with {left} of {pbt.population} trials unfinished; continue with: "
+            f"impala-hybrid pbt --resume {out}"
+        )
+        return 130
+    return 0
+
+
+def _timestamp() -> str:
+    import datetime
+
+    return datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
 # --- entry point ---------------------------------------------------------------------------
 
-SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (_add_eval, _add_tune, _add_train, _add_export)
+SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (
+    _add_eval, _add_tune, _add_train, _add_pbt, _add_export
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -117,6 +117,20 @@ def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def coerce_fields(cls: type, data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``data`` as fields of dataclass ``cls``: unknown keys fail with a close-match hint
+    (named with ``prefix``), numbers YAML left as strings are converted; values are checked
+    when ``cls`` is constructed."""
+    types = _field_types(cls)
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        key = str(key)
+        if key not in types:
+            raise _unknown(cls.__name__, key, types, prefix=prefix)
+        out[key] = _coerce(types[key], value)
+    return out
+
+
 def _check_layer(layer: Mapping[str, Any]) -> dict[str, Any]:
     """Reject unknown keys and coerce numeric strings in one layer (file or overrides)."""
     top = _field_types(TrainConfig)
@@ -132,14 +146,7 @@ def _check_layer(layer: Mapping[str, Any]) -> dict[str, Any]:
                     f"TrainConfig.{key} = {value!r} is invalid: must be a mapping of "
                     f"{cls.__name__} fields"
                 )
-            types = _field_types(cls)
-            section: dict[str, Any] = {}
-            for sub, v in value.items():
-                sub = str(sub)
-                if sub not in types:
-                    raise _unknown(cls.__name__, sub, types, prefix=f"{key}.")
-                section[sub] = _coerce(types[sub], v)
-            out[key] = section
+            out[key] = coerce_fields(cls, value, prefix=f"{key}.")
         elif key == "env_kwargs":
             if not isinstance(value, Mapping):
                 raise ConfigError(

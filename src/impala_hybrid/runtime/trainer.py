@@ -20,6 +20,11 @@ face identical sample paths); on other envs with ``evaluation.episodes.evaluate_
 (return, length and the env's numeric episode-end ``info`` such as ``success``).
 Evaluation never touches the training state, so it does not change the training run.
 
+Pausing: ``Trainer.run(until=N)`` ends the session at the first learner step at or past ``N``
+env steps, evaluates there and writes ``last.pt``, as the end of the run does; a new
+``Trainer`` on that checkpoint continues (population-based training trains in such rounds,
+``experiments/pbt.py``).
+
 Stopping: SIGINT or SIGTERM sets a flag; the current learner step finishes, ``last.pt`` is
 written and :meth:`Trainer.run` returns 130 (SIGINT) or 143 (SIGTERM). A second signal
 interrupts at once (``KeyboardInterrupt``); the atomic write keeps the previous ``last.pt``.
@@ -277,6 +282,8 @@ class Trainer:
 
     Create with :func:`start_run` or :func:`resume_run`. ``on_step(trainer)`` runs after
     every learner step (tests use it to send a signal; it may call :meth:`request_stop`).
+    ``evaluator`` replaces the config's own (population-based training ranks trials that
+    perturb the objective weights with the base config's, so every score is on one scale).
     """
 
     def __init__(
@@ -288,6 +295,7 @@ class Trainer:
         checkpoint: dict[str, Any] | None = None,
         console: Console | None = None,
         on_step: Callable[[Trainer], None] | None = None,
+        evaluator: Evaluator | None = None,
     ) -> None:
         if runtime not in RUNTIMES:
             raise ConfigError(f"unknown runtime {runtime!r}; valid: {', '.join(RUNTIMES)}")
@@ -297,7 +305,8 @@ class Trainer:
         self.console = console or Console()
         self.on_step = on_step
         self.stop_signal: int | None = None
-        self.evaluator = Evaluator(cfg)
+        self.evaluator = evaluator or Evaluator(cfg)
+        self.last_eval: dict[str, Any] | None = None  # the latest eval.jsonl line
         self.runtime = self._make_runtime()
         self.resumed_from: int | None = None
         self.state = TrainerState(
@@ -404,6 +413,7 @@ class Trainer:
         line: dict[str, Any] = {"env_steps": steps, **result}
         if st.baselines:
             line["baselines"] = {k: v["return"]["mean"] for k, v in st.baselines.items()}
+        self.last_eval = line
         stderr = result["return_std"] / math.sqrt(self.cfg.eval_episodes)
         warning = self.watch.on_eval(steps, ret, stderr)
         if warning is not None:
@@ -461,8 +471,9 @@ class Trainer:
         writer.add_scalar("train/fps", fps, line["env_steps"])
         return line
 
-    def run(self) -> int:
-        """Train to ``total_steps`` or until a stop signal; returns the exit status."""
+    def run(self, until: int | None = None) -> int:
+        """Train to ``total_steps`` (or ``until`` env steps, if sooner: a pause, see the
+        module docstring) or until a stop signal; returns the exit status."""
         from torch.utils.tensorboard import SummaryWriter
 
         cfg, rt, st = self.cfg, self.runtime, self.state
@@ -508,6 +519,8 @@ class Trainer:
                     self._periodic(writer, eval_log)
                     if rt.done or self.stop_signal is not None:
                         break
+                    if until is not None and rt.env_steps >= until:
+                        break
                     t0 = time.perf_counter()
                     record = rt.step()
                     dt = time.perf_counter() - t0
@@ -551,6 +564,12 @@ class Trainer:
                 f"Continue with: impala-hybrid train --resume {self.run_dir}"
             )
             return EXIT_STATUS.get(signal.Signals(self.stop_signal), 130)
+        if not rt.done:
+            self.console.print(
+                f"paused at {rt.env_steps:,} env steps (until {until:,}); wrote "
+                f"{self.run_dir / LAST}"
+            )
+            return 0
         self.console.print(
             f"done: {rt.env_steps:,} env steps in {st.train_seconds:.1f} s of training; "
             f"best eval return {_fmt(st.best_return)}; run directory {self.run_dir}"
@@ -568,6 +587,7 @@ def start_run(
     runtime: str = "serial",
     console: Console | None = None,
     on_step: Callable[[Trainer], None] | None = None,
+    evaluator: Evaluator | None = None,
 ) -> Trainer:
     """A new run in ``out``, which must not exist or be empty; writes ``config.yaml``."""
     run_dir = Path(out)
@@ -576,7 +596,9 @@ def start_run(
             f"--out {run_dir} exists and is not empty: continue it with --resume {run_dir} "
             "or choose a new directory"
         )
-    trainer = Trainer(cfg, run_dir, runtime=runtime, console=console, on_step=on_step)
+    trainer = Trainer(
+        cfg, run_dir, runtime=runtime, console=console, on_step=on_step, evaluator=evaluator
+    )
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / CONFIG_FILE)
     return trainer
