@@ -26,7 +26,7 @@ from benchmarks.pipeline import learner_ceiling
 from impala_hybrid.algos.comm import TorchDistComm
 from impala_hybrid.algos.impala.learner import Learner
 from impala_hybrid.experiments.spec import PRESETS, TrainConfig
-from impala_hybrid.runtime.ray import free_port
+from impala_hybrid.runtime.learners import free_port
 from impala_hybrid.runtime.serial import build
 
 

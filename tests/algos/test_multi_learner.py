@@ -22,7 +22,7 @@ from impala_hybrid.algos.impala.config import IMPALAConfig
 from impala_hybrid.algos.impala.learner import Learner
 from impala_hybrid.experiments.spec import TrainConfig
 from impala_hybrid.models.actor_critic import ModelConfig
-from impala_hybrid.runtime.ray import free_port
+from impala_hybrid.runtime.learners import free_port
 from impala_hybrid.runtime.serial import build
 from impala_hybrid.types import Batch
 

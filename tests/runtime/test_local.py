@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 from impala_hybrid.experiments.spec import LocalConfig, TrainConfig
 from impala_hybrid.runtime.local import LocalRun, train_local
@@ -31,6 +32,52 @@ def test_first_update_matches_serial_runtime() -> None:
         if key in ("episode_return",):
             continue
         assert local[key] == value, key
+
+
+def test_two_local_learners_make_the_update_of_one_on_the_whole_batch() -> None:
+    """``local.learners = 2``: this process and a forked learner each step on half of every
+    batch (gloo all-reduce). The first update is the serial runtime's (one learner on the
+    same, whole, first batch) to float tolerance, the peer holds the very same weights, and
+    a loaded state reaches it."""
+    cfg = uav(total_steps=64)
+    serial = train_serial(cfg).learner
+    run = LocalRun(with_local(cfg, num_actors=1, envs_per_actor=8, learners=2))
+    try:
+        run.step()
+        assert run.learner.version == 1 and run.learner.samples == 64
+        want = serial.model.state_dict()
+        for key, value in run.learner.model.state_dict().items():
+            torch.testing.assert_close(value, want[key], rtol=1e-4, atol=1e-5, msg=key)
+        (peer,) = run.peer_weights()
+        for a, b in zip(peer, run.learner.model.state_dict().values(), strict=True):
+            assert torch.equal(a, b)
+        other = train_serial(dataclasses.replace(cfg, seed=1)).learner
+        state = run.state_dict()
+        state["learner"] = other.state_dict()
+        run.load_state_dict(state)
+        (peer,) = run.peer_weights()
+        for a, b in zip(peer, other.model.state_dict().values(), strict=True):
+            assert torch.equal(a, b)
+        run.step()
+        assert run.learner.version == 2
+    finally:
+        run.close()
+    assert not torch.distributed.is_initialized()  # the group was left at close
+    assert run.peers == []
+
+
+def test_a_dead_local_learner_ends_the_run_saying_so() -> None:
+    cfg = with_local(uav(total_steps=64 * 10), num_actors=1, envs_per_actor=8, learners=2)
+    run = LocalRun(cfg)
+    try:
+        run.step()
+        proc, _ = run.peers[0]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join(5.0)
+        with pytest.raises(RuntimeError, match=r"learner process 1 failed .*--resume"):
+            run.step()
+    finally:
+        run.close()
 
 
 def test_unroll_wider_than_batch_fills_consecutive_batches() -> None:
@@ -151,6 +198,8 @@ def test_bad_layout_is_a_config_error() -> None:
         train_local(with_local(uav(64), envs_per_actor=12))  # neither divides the other
     with pytest.raises(ConfigError, match=r"slots_per_actor = 1 .* fills 2 slots"):
         train_local(with_local(uav(64), envs_per_actor=16, num_actors=1, slots_per_actor=1))
+    with pytest.raises(ConfigError, match=r"LocalConfig\.learners = 9 is invalid: .* \[1, "):
+        LocalRun(with_local(uav(64), learners=9))  # B = 8 unrolls
 
 
 def test_local_runtime_learns_cartpole() -> None:

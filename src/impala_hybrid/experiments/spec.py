@@ -33,6 +33,10 @@ class LocalConfig:
     )
     actor_check_s: float = spec(1.0, "seconds between actor liveness checks", lo=0.01)
     max_restarts: int = spec(10, "actor restarts allowed before the run fails", lo=0)
+    learners: int = spec(
+        1, "synchronous learners: this process and learners - 1 forked learner processes, "
+        "each stepping on a shard of every batch and all-reducing gradients (gloo)", lo=1,
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         validate(self)

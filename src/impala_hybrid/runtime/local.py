@@ -62,11 +62,13 @@ from typing import Any
 import torch
 from rich.console import Console
 
+from impala_hybrid.algos.comm import TorchDistComm
 from impala_hybrid.algos.impala.actor import Actor
 from impala_hybrid.algos.impala.learner import Learner
 from impala_hybrid.experiments.spec import TrainConfig, reward_setup
 from impala_hybrid.models.actor_critic import ActorCritic
 from impala_hybrid.runtime.allocator import keep_freed_memory
+from impala_hybrid.runtime.learners import free_port, join_learners, serve_learner, shards
 from impala_hybrid.runtime.loop import AsyncRun
 from impala_hybrid.runtime.serial import (
     TrainResult,
@@ -205,13 +207,23 @@ class LocalRun(AsyncRun):
                 f"LocalConfig.slots_per_actor = {per_actor} is invalid: a batch needs "
                 f"{self.per_batch} slots and {local.num_actors} actors hold {per_actor} each"
             )
+        if local.learners > cfg.algo.batch_size:
+            raise ConfigError(
+                f"LocalConfig.learners = {local.learners} is invalid: each learner takes at "
+                f"least one unroll of the batch; allowed range [1, IMPALAConfig.batch_size = "
+                f"{cfg.algo.batch_size}]"
+            )
         self._ctx = mp.get_context("fork")
         keep_freed_memory()  # here and in the forked actors
+        # Synchronous peers first: forked before this process joins the process group.
+        self.peers: list[tuple[Any, Connection]] = []
+        self._group = False  # whether this run initialised the learners' process group
+        comm = self._start_learners() if local.learners > 1 else None
         torch.manual_seed(cfg.seed)
         # Model, learner and a one-step template unroll (to size the slots) in this process.
         probe = make_env(cfg, n_env, seed=cfg.seed)
         reward_fn, reward_weights = reward_setup(cfg, probe)
-        self.learner = build_learner(cfg, probe)
+        self.learner = build_learner(cfg, probe, comm=comm)
         model = self.learner.model
         self.weights = _Weights(model, self._ctx)
         template = Actor(
@@ -236,6 +248,77 @@ class LocalRun(AsyncRun):
         self._last_check = time.perf_counter()
         for a in range(local.num_actors):
             self._start(a, self.owned[a])
+
+    def _start_learners(self) -> TorchDistComm:
+        """Fork ranks ``1..learners-1`` (:func:`~.learners.serve_learner`) and join their
+        gloo group as rank 0 (a TCP store on this host)."""
+        init = f"tcp://127.0.0.1:{free_port()}"
+        for rank in range(1, self.cfg.local.learners):
+            mine, theirs = self._ctx.Pipe(duplex=True)
+            proc = self._ctx.Process(
+                target=serve_learner, args=(self.cfg, rank, init, theirs), daemon=True,
+                name=f"learner-{rank}",
+            )  # fmt: skip
+            proc.start()
+            theirs.close()
+            self.peers.append((proc, mine))
+        comm = join_learners(init, 0, self.cfg.local.learners)
+        self._group = True
+        return comm
+
+    def _peer_failed(self, rank: int) -> RuntimeError:
+        proc = self.peers[rank - 1][0]
+        proc.join(1.0)
+        return RuntimeError(
+            f"learner process {rank} failed (exit code {proc.exitcode}); the synchronous "
+            "step cannot go on without it (--resume continues the run)"
+        )
+
+    def _send(self, messages: list[Any]) -> None:
+        """One message to each peer; a dead peer is an error that names it."""
+        for rank, ((_, conn), msg) in enumerate(zip(self.peers, messages, strict=True), 1):
+            try:
+                conn.send(msg)
+            except (BrokenPipeError, OSError):
+                raise self._peer_failed(rank) from None
+
+    def _gather(self) -> list[Any]:
+        """Every peer's answer; a dead peer is an error that names it (a synchronous step
+        cannot go on without it)."""
+        answers = []
+        for rank, (_, conn) in enumerate(self.peers, start=1):
+            try:
+                answers.append(conn.recv())
+            except (EOFError, OSError):
+                raise self._peer_failed(rank) from None
+        return answers
+
+    def peer_weights(self) -> list[list[torch.Tensor]]:
+        """Every peer's parameters and buffers (to check that the ranks agree)."""
+        self._send([("weights",)] * len(self.peers))
+        return self._gather()
+
+    def _learn(self, batch: Batch, env_steps: int) -> dict[str, float]:
+        """One synchronous step of every learner on its shard; rank 0's metrics."""
+        if not self.peers:
+            return self.learner.step(batch, env_steps=env_steps)
+        parts = shards(batch.batch_size, env_steps, len(self.peers) + 1)
+        self._send([("step", batch.columns(cols), n) for cols, n in parts[1:]])
+        cols, n = parts[0]
+        try:
+            metrics = self.learner.step(batch.columns(cols), env_steps=n)
+        except RuntimeError:  # e.g. gloo's "connection closed by peer": say which failed
+            self._gather()
+            raise
+        self._gather()
+        return metrics
+
+    def _after_load(self) -> None:
+        if self.peers:  # every rank continues from the checkpoint
+            state = self.learner.state_dict()
+            self._send([("load", state)] * len(self.peers))
+            self._gather()
+        super()._after_load()
 
     def _start(self, a: int, free: list[int]) -> None:
         mine, theirs = self._ctx.Pipe(duplex=True)
@@ -353,6 +436,24 @@ class LocalRun(AsyncRun):
                 proc.join(1.0)
         for conn in self.conns:
             conn.close()
+        self._stop_learners()
+
+    def _stop_learners(self) -> None:
+        """End the peer learner processes and leave their process group."""
+        for proc, conn in self.peers:
+            with contextlib.suppress(BrokenPipeError, OSError):
+                conn.send(None)
+            proc.join(5.0)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(1.0)
+            conn.close()
+        self.peers = []
+        if self._group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+            self._group = False
 
 
 def train_local(
