@@ -71,7 +71,7 @@ def _point(result: Any) -> list[float]:
 
 
 def evaluate_sets(
-    out: Path, base: TrainConfig, episodes: int, num_envs: int, seed: int
+    out: Path, base: TrainConfig, episodes: int, num_envs: int, seed: int, train_seed: int = 0
 ) -> dict[str, Any]:
     """Objective vectors of every policy set on the held-out episodes, and their HV and EU."""
     from impala_hybrid.envs.heuristics import HEURISTICS, make_heuristic
@@ -87,11 +87,12 @@ def evaluate_sets(
         return _point(res)
 
     sets: dict[str, list[list[float]]] = {}
-    cfg, model = load_run_model(out / "conditioned" / "seed0", "best")
+    run = f"seed{train_seed}"
+    cfg, model = load_run_model(out / "conditioned" / run, "best")
     sets["conditioned"] = [score(run_policy(cfg, model, w), w) for w in weights]
     sets["fixed sweep"] = []
     for j in range(len(weights)):
-        cfg, model = load_run_model(out / f"fixed_{j}" / "seed0", "best")
+        cfg, model = load_run_model(out / f"fixed_{j}" / run, "best")
         sets["fixed sweep"].append(score(run_policy(cfg, model), weights[0]))
     sets["classical"] = [score(make_heuristic(n, env_cfg), weights[0]) for n in HEURISTICS]
     bounds = objective_bounds(env_cfg)
@@ -109,6 +110,7 @@ def evaluate_sets(
         "reference": ref.tolist(),
         "episodes": episodes * num_envs,
         "seed": seed,
+        "train_seed": train_seed,
         "sets": summary,
     }
 
@@ -141,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--episodes", type=int, default=4, help="rounds of --num-envs episodes")
     p.add_argument("--num-envs", type=int, default=32)
     p.add_argument("--seed", type=int, default=0, help="seed of the held-out episodes")
+    p.add_argument("--train-seed", type=int, default=0, help="seed of every training run")
     p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[],
                    metavar="FIELD=VALUE", help="overrides of the conditioned run's config "
                    "(e.g. preference_center=env)")  # fmt: skip
@@ -151,11 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     if sets:
         runs["conditioned"] = config_from_dict(sets, base=runs["conditioned"], source="--set")
     for name, cfg in runs.items():
-        train_seeds(cfg, [0], args.out / name, args.runtime)
-    result = evaluate_sets(args.out, base, args.episodes, args.num_envs, args.seed)
-    (args.out / "pareto.json").write_text(json.dumps(result, indent=2) + "\n")
+        train_seeds(cfg, [args.train_seed], args.out / name, args.runtime)
+    result = evaluate_sets(args.out, base, args.episodes, args.num_envs, args.seed, args.train_seed)
+    tag = f"_seed{args.train_seed}" if args.train_seed else ""
+    (args.out / f"pareto{tag}.json").write_text(json.dumps(result, indent=2) + "\n")
     table = markdown(result, args.steps)
-    (args.out / "pareto.md").write_text(table)
+    (args.out / f"pareto{tag}.md").write_text(table)
     print(table)
     return 0
 
