@@ -134,6 +134,16 @@ def markdown(result: dict[str, Any], steps: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot_front(result: dict[str, Any], path: Path) -> Path:
+    """Pairwise projections of every set's objective vectors (``experiments.plots``)."""
+    from impala_hybrid.experiments.plots import plot_pareto_projections
+
+    points = {name: np.array(s["points"]) for name, s in result["sets"].items()}
+    return plot_pareto_projections(
+        points, path, title="mean returns per objective on the held-out episodes"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, required=True)
@@ -160,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / f"pareto{tag}.json").write_text(json.dumps(result, indent=2) + "\n")
     table = markdown(result, args.steps)
     (args.out / f"pareto{tag}.md").write_text(table)
+    plot_front(result, args.out / f"front{tag}.png")
     print(table)
     return 0
 
