@@ -410,3 +410,23 @@ def test_derived_normalisers() -> None:
     assert d.n_ref - d.e_ref == pytest.approx(16.0)
     assert 5.0 < d.e_ref < 6.5
     assert UAVNetConfig(n_ref=10.0).derived().n_ref == 10.0
+
+
+def test_latency_tail_term_can_be_switched_off() -> None:
+    """``latency_tail = false`` drops the CVaR surrogate from the latency objective: on the
+    same seeds and actions the latency reward is higher (less negative) exactly when some
+    task finished late, and every other objective is unchanged."""
+    rng = np.random.default_rng(5)
+    actions = [(rng.integers(0, 6, 8), rng.random((8, 6)) * 0.3) for _ in range(60)]
+    out = []
+    for tail in (True, False):
+        sim = make_sim(num_envs=8, seed=2, latency_tail=tail)
+        rows = []
+        for transfer, intensity in actions:
+            sim.step(transfer, intensity)
+            rows.append(sim.reward_vec.copy())
+        out.append(np.array(rows))
+    with_tail, without = out
+    np.testing.assert_array_equal(np.delete(with_tail, 1, axis=2), np.delete(without, 1, axis=2))
+    assert (without[..., 1] >= with_tail[..., 1] - 1e-6).all()
+    assert (without[..., 1] > with_tail[..., 1] + 1e-6).any()  # slow service: late tasks

@@ -119,6 +119,10 @@ class UAVNetConfig:
     cvar_alpha: float = spec(
         0.95, "tail level of the latency CVaR surrogate", lo=0.0, hi=1.0, hi_open=True
     )
+    latency_tail: bool = spec(
+        True, "the latency objective charges 1/(1 - cvar_alpha) times each task's lateness "
+        "past its deadline (the per-task CVaR surrogate); false: latency and drops only",
+    )  # fmt: skip
     drop_penalty: float = spec(4.0, "latency charged per dropped task, s", lo=0.0)
     weights: tuple[float, ...] = spec(
         (0.25, 0.25, 0.25, 0.10, 0.075, 0.075),

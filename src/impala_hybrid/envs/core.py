@@ -123,7 +123,7 @@ def pack_params(cfg: UAVNetConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     fp[FP_E_HC] = cfg.energy_h_to_cloud
     fp[FP_BUDGET] = cfg.power_budget
     fp[FP_EWMA] = cfg.arrival_ewma
-    fp[FP_CVAR_K] = 1.0 / (1.0 - cfg.cvar_alpha)
+    fp[FP_CVAR_K] = 1.0 / (1.0 - cfg.cvar_alpha) if cfg.latency_tail else 0.0
     fp[FP_DROP_PEN] = cfg.drop_penalty
     fp[FP_N_REF] = d.n_ref
     fp[FP_E_REF] = d.e_ref
