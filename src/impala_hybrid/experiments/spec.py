@@ -140,6 +140,11 @@ class TrainConfig:
         "(mean: the env's own weights, e.g. the UAV default scalarisation; Dirichlet "
         "parameters K * preference_alpha * w0)", choices=("uniform", "env"),
     )  # fmt: skip
+    discrete_levels: int = spec(
+        0, "IMPALA-discrete: 0 keeps the env's hybrid actions; L >= 2 replaces them by "
+        "Discrete(K * L): each discrete choice with every continuous parameter at the same "
+        "level (j + 1) / L of its range (algos/discretised.py)", lo=0,
+    )  # fmt: skip
     torch_threads: int = spec(1, "intra-op threads of the learner", lo=1)
     log_interval: int = spec(10, "learner steps between progress records", lo=1)
     # Run-directory settings (runtime/trainer.py); train_serial ignores them.
@@ -166,6 +171,10 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         validate(self)
+        if self.discrete_levels == 1:
+            raise ConfigError(
+                "TrainConfig.discrete_levels = 1 is invalid: 0 (the env's own actions) or >= 2"
+            )
         if self.preference != "none" and self.critic != "vector":
             raise ConfigError(
                 f"TrainConfig.preference = {self.preference!r} is invalid with critic = "

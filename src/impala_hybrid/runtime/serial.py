@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from impala_hybrid.algos.comm import Comm
+from impala_hybrid.algos.discretised import DiscretisedVectorEnv
 from impala_hybrid.algos.impala.actor import Actor
 from impala_hybrid.algos.impala.learner import Learner
 from impala_hybrid.envs.factory import make_vector_env
@@ -94,20 +95,24 @@ def make_env(
     """``cfg``'s vector env of ``num_envs`` copies (``envs.factory.make_vector_env``), and
     for a preference-conditioned run (``cfg.preference``) wrapped so that each episode's
     objective weights are drawn (seeded by ``seed``) or fixed to ``preference``, and appended
-    to the observations (``envs/preference.py``). Every runtime makes its envs here."""
+    to the observations (``envs/preference.py``), and for IMPALA-discrete
+    (``cfg.discrete_levels``) with discretised actions (``algos/discretised.py``). Every
+    runtime makes its envs here."""
     env = make_vector_env(cfg.env, num_envs, cfg.env_kwargs)
-    if cfg.preference == "none":
-        if preference is not None:
-            raise ConfigError(
-                "preference weights are for a run trained with TrainConfig.preference = "
-                f"'dirichlet'; this one has {cfg.preference!r}"
-            )
-        return env
-    own = getattr(getattr(env, "config", None), "weights", None)  # None: the wrapper says why
-    center = own if cfg.preference_center == "env" else None
-    return PreferenceVectorEnv(
-        env, alpha=cfg.preference_alpha, center=center, fixed=preference, seed=seed
-    )
+    if cfg.preference == "none" and preference is not None:
+        raise ConfigError(
+            "preference weights are for a run trained with TrainConfig.preference = "
+            f"'dirichlet'; this one has {cfg.preference!r}"
+        )
+    if cfg.preference != "none":
+        own = getattr(getattr(env, "config", None), "weights", None)  # None: the wrapper says
+        center = own if cfg.preference_center == "env" else None
+        env = PreferenceVectorEnv(
+            env, alpha=cfg.preference_alpha, center=center, fixed=preference, seed=seed
+        )
+    if cfg.discrete_levels:  # IMPALA-discrete
+        env = DiscretisedVectorEnv(env, cfg.discrete_levels)
+    return env
 
 
 def preference_dims(cfg: TrainConfig, env: Any) -> int:

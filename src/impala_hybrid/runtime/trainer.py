@@ -134,21 +134,27 @@ def _json_line(record: dict[str, Any]) -> str:
 
 
 def run_policy(cfg: TrainConfig, model: Any, weights: Sequence[float] | None = None) -> Any:
-    """The greedy policy of a trained ``model``: a :class:`TorchPolicy`, held at objective
-    weights ``weights`` when the run is preference-conditioned (default: the env's own
-    scalarisation, ``config.weights``, scaled to sum to 1)."""
+    """The greedy policy of a trained ``model`` on the env's own observations and actions:
+    a :class:`TorchPolicy`, held at objective weights ``weights`` when the run is
+    preference-conditioned (default: the env's own scalarisation, ``config.weights``, scaled
+    to sum to 1), its indices decoded for IMPALA-discrete (``cfg.discrete_levels``)."""
+    from impala_hybrid.algos.discretised import DecodedPolicy
     from impala_hybrid.envs.preference import simplex_point
     from impala_hybrid.evaluation.policy import TorchPolicy, WithPreference
     from impala_hybrid.runtime.serial import make_env
 
-    policy = TorchPolicy(model)
-    if cfg.preference == "none":
+    policy: Any = TorchPolicy(model)
+    if cfg.preference == "none" and not cfg.discrete_levels:
         return policy
     probe = make_env(cfg, 1)
-    k, default = probe.num_objectives, probe.config.weights
+    if cfg.preference != "none":
+        k, default = probe.num_objectives, probe.config.weights
+        w = default if weights is None else weights
+        policy = WithPreference(policy, simplex_point(w, k, "preference weights"))
+    if cfg.discrete_levels:  # indices -> the env's own actions
+        policy = DecodedPolicy(policy, probe.table)
     probe.close()
-    w = default if weights is None else weights
-    return WithPreference(policy, simplex_point(w, k, "preference weights"))
+    return policy
 
 
 def objective_names(cfg: TrainConfig) -> tuple[str, ...] | None:
