@@ -57,6 +57,8 @@ def test_train_writes_the_run_directory(tmp_path: Path, capsys: pytest.CaptureFi
     assert {"fps", "loss", "episode_return", "policy_lag_mean"} <= set(metrics[0])
     evals = _lines(out / "eval.jsonl")
     assert [e["env_steps"] for e in evals] == [160, 320, 480, 640]
+    seconds = [e["wall_s"] for e in evals]  # training time so far, for curves against time
+    assert seconds[0] > 0.0 and seconds == sorted(seconds)
     assert set(evals[0]["baselines"]) == {"local_only", "maxweight"}
     last = load_checkpoint(out / "checkpoints" / "last.pt")
     best = load_checkpoint(out / "checkpoints" / "best.pt")
@@ -116,8 +118,8 @@ def test_a_paused_and_continued_run_equals_an_uninterrupted_one(tmp_path: Path) 
     assert last["env_steps"] == 224
     assert Trainer(cfg, part, checkpoint=last).run() == 0
     assert _lines(part / "metrics.jsonl", TIME_KEYS) == _lines(full / "metrics.jsonl", TIME_KEYS)
-    evals = _lines(part / "eval.jsonl")
-    assert [e for e in evals if e["env_steps"] != 224] == _lines(full / "eval.jsonl")
+    evals = _lines(part / "eval.jsonl", TIME_KEYS)
+    assert [e for e in evals if e["env_steps"] != 224] == _lines(full / "eval.jsonl", TIME_KEYS)
     a = load_checkpoint(full / "checkpoints" / "last.pt")["state"]["learner"]["model"]
     b = load_checkpoint(part / "checkpoints" / "last.pt")["state"]["learner"]["model"]
     for key, value in a.items():

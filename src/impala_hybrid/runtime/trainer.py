@@ -114,7 +114,8 @@ EVAL_FILE = "eval.jsonl"
 LAST = "checkpoints/last.pt"
 BEST = "checkpoints/best.pt"
 EXIT_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
-#: Keys of metrics.jsonl lines that depend on wall-clock time (everything else is exact).
+#: Keys of metrics.jsonl and eval.jsonl lines that depend on wall-clock time (everything
+#: else is exact).
 TIME_KEYS = ("wall_s", "fps")
 #: Seconds between plain progress lines when the console is not a terminal (piped, logged),
 #: where the live progress bar is off: without them a run with eval_interval=0 said nothing
@@ -416,7 +417,8 @@ class Trainer:
         st = self.state
         st.last_eval_step = steps
         ret = result["return_mean"]
-        line: dict[str, Any] = {"env_steps": steps, **result}
+        # wall_s: seconds of training so far (as in metrics.jsonl), for curves against time
+        line: dict[str, Any] = {"env_steps": steps, "wall_s": round(st.train_seconds, 3), **result}
         if st.baselines:
             line["baselines"] = {k: v["return"]["mean"] for k, v in st.baselines.items()}
         self.last_eval = line
