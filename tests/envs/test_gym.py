@@ -8,6 +8,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import impala_hybrid
+from impala_hybrid.envs.bounds import objective_bounds
 from impala_hybrid.envs.vector import UAVNetVectorEnv
 
 ID = impala_hybrid.UAVNET_ID
@@ -30,6 +31,9 @@ def test_make_vec_is_native_batched() -> None:
     assert env.observation_space.shape == (7, 29)
     assert isinstance(env.single_action_space, gym.spaces.Dict)
     assert env.reward_space.shape == (6,)
+    bounds = objective_bounds(env.config)  # the sure per-step bounds, config-dependent
+    np.testing.assert_array_equal(env.reward_space.low, bounds.step_lower.astype(np.float32))
+    np.testing.assert_array_equal(env.reward_space.high, bounds.step_upper.astype(np.float32))
     obs, info = env.reset(seed=0)
     assert obs.shape == (7, 29) and obs.dtype == np.float32
     assert env.observation_space.contains(obs)

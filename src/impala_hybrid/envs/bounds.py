@@ -47,8 +47,8 @@ stability   step: unbounded (overflow);      0, sure
 
 Episode "sure" bounds are ``T`` times the step bound (a terminated episode is shorter, and
 the non-positive objectives only get better with fewer steps; goodput's upper bound only
-grows with ``T``). The gymnasium ``reward_space`` of ``envs/vector.py`` states a looser subset
-of the step bounds (energy unbounded below, upper bound 0).
+grows with ``T``). The gymnasium ``reward_space`` of ``envs/vector.py`` and ``envs/env.py``
+states these step bounds.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ class UAVNetEnv(gym.Env[np.ndarray, dict[str, Any]]):
             )
         self.reward_mode = reward_mode
         self.sim = UAVNetSim(self.config, 1)
-        self.observation_space, self.action_space, self.reward_space = make_spaces()
+        self.observation_space, self.action_space, self.reward_space = make_spaces(self.config)
         self._seeded = False
         self._done = True
 

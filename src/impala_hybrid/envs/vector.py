@@ -46,8 +46,14 @@ from impala_hybrid.envs.sim import UAVNetSim, parse_actions
 REWARD_MODES = ("scalar", "vector")
 
 
-def make_spaces() -> tuple[gym.spaces.Box, gym.spaces.Dict, gym.spaces.Box]:
-    """Single observation, action and reward spaces of the UAV env."""
+def make_spaces(
+    config: UAVNetConfig | None = None,
+) -> tuple[gym.spaces.Box, gym.spaces.Dict, gym.spaces.Box]:
+    """Single observation, action and reward spaces of the UAV env; the reward space holds
+    the sure per-step bounds of each objective under ``config`` (``envs/bounds.py``; an
+    infinite side where none exists)."""
+    from impala_hybrid.envs.bounds import objective_bounds
+
     obs = gym.spaces.Box(0.0, 1.0, (OBS_DIM,), np.float32)
     act = gym.spaces.Dict(
         {
@@ -55,10 +61,9 @@ def make_spaces() -> tuple[gym.spaces.Box, gym.spaces.Dict, gym.spaces.Box]:
             "intensity": gym.spaces.Box(0.0, 1.0, (N_INTENSITY,), np.float32),
         }
     )
-    inf = np.inf
-    # Objective bounds known analytically; others are open (goodput, latency, emergency).
-    low = np.array([0.0, -inf, -inf, -inf, -0.75, -inf], np.float32)
-    high = np.array([inf, 0.0, inf, 0.0, 0.0, 0.0], np.float32)
+    bounds = objective_bounds(config)
+    low = bounds.step_lower.astype(np.float32)
+    high = bounds.step_upper.astype(np.float32)
     reward = gym.spaces.Box(low, high, (N_OBJECTIVES,), np.float32)
     return obs, act, reward
 
@@ -105,7 +110,7 @@ class UAVNetVectorEnv(VectorEnv):
         self.copy = copy
         self.sim = UAVNetSim(self.config, num_envs)
         self.num_envs = self.sim.num_envs
-        obs_space, act_space, rew_space = make_spaces()
+        obs_space, act_space, rew_space = make_spaces(self.config)
         self.single_observation_space = obs_space
         self.single_action_space = act_space
         self.observation_space = batch_space(obs_space, self.num_envs)
