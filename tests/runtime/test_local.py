@@ -66,6 +66,16 @@ def test_two_local_learners_make_the_update_of_one_on_the_whole_batch() -> None:
     assert run.peers == []
 
 
+def test_a_config_error_after_the_learners_started_leaves_nothing_behind() -> None:
+    """An error raised while building the learners (here: Lagrange multipliers with a scalar
+    critic) ends the peer processes and the process group, so the next run can start."""
+    bad = uav(total_steps=64, lagrange=True)
+    run_cfg = with_local(bad, num_actors=1, envs_per_actor=8, learners=2)
+    with pytest.raises(ConfigError, match=r"lagrange = true is invalid with TrainConfig\.critic"):
+        LocalRun(run_cfg)
+    assert not torch.distributed.is_initialized()
+
+
 def test_a_dead_local_learner_ends_the_run_saying_so() -> None:
     cfg = with_local(uav(total_steps=64 * 10), num_actors=1, envs_per_actor=8, learners=2)
     run = LocalRun(cfg)

@@ -219,35 +219,39 @@ class LocalRun(AsyncRun):
         self.peers: list[tuple[Any, Connection]] = []
         self._group = False  # whether this run initialised the learners' process group
         comm = self._start_learners() if local.learners > 1 else None
-        torch.manual_seed(cfg.seed)
-        # Model, learner and a one-step template unroll (to size the slots) in this process.
-        probe = make_env(cfg, n_env, seed=cfg.seed)
-        reward_fn, reward_weights = reward_setup(cfg, probe)
-        self.learner = build_learner(cfg, probe, comm=comm)
-        model = self.learner.model
-        self.weights = _Weights(model, self._ctx)
-        template = Actor(
-            probe, copy.deepcopy(model), 1, seed=cfg.seed, reward_fn=reward_fn,
-            num_rewards=len(reward_weights),
-        ).unroll()  # fmt: skip
-        probe.close()
-        template = template.columns(torch.arange(width))
-        t_len = cfg.algo.unroll_length
-        self.slots = [_empty_slot(template, t_len) for _ in range(per_actor * local.num_actors)]
-        self.owned = [
-            list(range(a * per_actor, (a + 1) * per_actor)) for a in range(local.num_actors)
-        ]
-        self.ready: list[int] = []  # filled slots the learner holds, oldest first
-        self.returning: set[int] = set()  # slots being handed back, not yet sent (_hand_back)
-        self.restarts = [0] * local.num_actors
-        self.procs: list[Any] = [None] * local.num_actors
-        self.conns: list[Connection] = [None] * local.num_actors  # type: ignore[list-item]
-        self.actor_wait = 0.0
-        self.actor_unrolls = 0
-        self._init_loop()
-        self._last_check = time.perf_counter()
-        for a in range(local.num_actors):
-            self._start(a, self.owned[a])
+        try:
+            torch.manual_seed(cfg.seed)
+            # Model, learner and a one-step template unroll (to size the slots) in this process.
+            probe = make_env(cfg, n_env, seed=cfg.seed)
+            reward_fn, reward_weights = reward_setup(cfg, probe)
+            self.learner = build_learner(cfg, probe, comm=comm)
+            model = self.learner.model
+            self.weights = _Weights(model, self._ctx)
+            template = Actor(
+                probe, copy.deepcopy(model), 1, seed=cfg.seed, reward_fn=reward_fn,
+                num_rewards=len(reward_weights),
+            ).unroll()  # fmt: skip
+            probe.close()
+            template = template.columns(torch.arange(width))
+            t_len = cfg.algo.unroll_length
+            self.slots = [_empty_slot(template, t_len) for _ in range(per_actor * local.num_actors)]
+            self.owned = [
+                list(range(a * per_actor, (a + 1) * per_actor)) for a in range(local.num_actors)
+            ]
+            self.ready: list[int] = []  # filled slots the learner holds, oldest first
+            self.returning: set[int] = set()  # slots being handed back, not yet sent (_hand_back)
+            self.restarts = [0] * local.num_actors
+            self.procs: list[Any] = [None] * local.num_actors
+            self.conns: list[Connection] = [None] * local.num_actors  # type: ignore[list-item]
+            self.actor_wait = 0.0
+            self.actor_unrolls = 0
+            self._init_loop()
+            self._last_check = time.perf_counter()
+            for a in range(local.num_actors):
+                self._start(a, self.owned[a])
+        except BaseException:  # leave no learner process or process group behind
+            self._stop_learners()
+            raise
 
     def _start_learners(self) -> TorchDistComm:
         """Fork ranks ``1..learners-1`` (:func:`~.learners.serve_learner`) and join their
