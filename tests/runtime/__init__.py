@@ -64,3 +64,11 @@ def train_with_a_kill(run: Any, kill: Callable[[], None], after: int = 5) -> lis
     finally:
         run.close()
     return records
+
+
+def assert_weights_close(model: Any, want: Any) -> None:
+    """``model``'s parameters and buffers equal ``want``'s (another model) to float tolerance:
+    the update of K synchronous learners against one learner's on the whole batch."""
+    expected = want.state_dict()
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, expected[key], rtol=1e-4, atol=1e-5, msg=key)

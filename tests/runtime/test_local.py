@@ -15,7 +15,13 @@ from impala_hybrid.experiments.spec import LocalConfig, TrainConfig
 from impala_hybrid.runtime.local import LocalRun, train_local
 from impala_hybrid.runtime.serial import train_serial
 from impala_hybrid.validation import ConfigError
-from tests.runtime import assert_column_halves, take_two_batches, train_with_a_kill, uav
+from tests.runtime import (
+    assert_column_halves,
+    assert_weights_close,
+    take_two_batches,
+    train_with_a_kill,
+    uav,
+)
 
 
 def with_local(cfg: TrainConfig, **local: object) -> TrainConfig:
@@ -45,9 +51,7 @@ def test_two_local_learners_make_the_update_of_one_on_the_whole_batch() -> None:
     try:
         run.step()
         assert run.learner.version == 1 and run.learner.samples == 64
-        want = serial.model.state_dict()
-        for key, value in run.learner.model.state_dict().items():
-            torch.testing.assert_close(value, want[key], rtol=1e-4, atol=1e-5, msg=key)
+        assert_weights_close(run.learner.model, serial.model)
         (peer,) = run.peer_weights()
         for a, b in zip(peer, run.learner.model.state_dict().values(), strict=True):
             assert torch.equal(a, b)

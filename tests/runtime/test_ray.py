@@ -34,7 +34,12 @@ from impala_hybrid.runtime.ray import (
 )
 from impala_hybrid.runtime.serial import train_serial
 from impala_hybrid.validation import ConfigError
-from tests.runtime import assert_column_halves, take_two_batches, train_with_a_kill
+from tests.runtime import (
+    assert_column_halves,
+    assert_weights_close,
+    take_two_batches,
+    train_with_a_kill,
+)
 from tests.runtime import uav as uav_local
 
 
@@ -140,9 +145,7 @@ def test_two_learners_make_the_update_of_one_on_the_whole_batch() -> None:
     try:
         run.step()
         assert run.learner.version == 1 and run.learner.samples == serial.learner.samples == 64
-        want = serial.learner.model.state_dict()
-        for key, value in run.learner.model.state_dict().items():
-            torch.testing.assert_close(value, want[key], rtol=1e-4, atol=1e-5, msg=key)
+        assert_weights_close(run.learner.model, serial.learner.model)
         other = train_serial(dataclasses.replace(cfg, seed=1, total_steps=128)).learner
         state = run.state_dict()
         state["learner"] = other.state_dict()
@@ -177,9 +180,7 @@ def test_learners_in_ray_actors_make_the_serial_update(learners: int) -> None:
         assert "cpu on " in reports[0]
         run.step()
         assert run.learner.version == 1 and run.learner.samples == 64
-        want = serial.learner.model.state_dict()
-        for key, value in run.learner.model.state_dict().items():
-            torch.testing.assert_close(value, want[key], rtol=1e-4, atol=1e-5, msg=key)
+        assert_weights_close(run.learner.model, serial.learner.model)
         other = train_serial(dataclasses.replace(cfg, seed=1, total_steps=128)).learner
         state = run.state_dict()
         state["learner"] = other.state_dict()

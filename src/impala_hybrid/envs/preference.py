@@ -137,12 +137,13 @@ class PreferenceVectorEnv(VectorEnv):
         info["preference"] = self.preference.copy()
         if "final_obs" in info:  # the finished episode's last observation, with its own w
             fo = info["final_obs"]
-            width = self.env.single_observation_space.shape[0]  # type: ignore[index]
-            rows = np.zeros((self.num_envs, width), np.float32)
-            for i in range(self.num_envs):  # dense, or an object array with None rows
-                if fo[i] is not None:
+            if np.asarray(fo).dtype.kind == "O":  # SyncVectorEnv: None where none ended
+                width = self.env.single_observation_space.shape[0]  # type: ignore[index]
+                rows = np.zeros((self.num_envs, width), np.float32)
+                for i in np.flatnonzero([row is not None for row in fo]):
                     rows[i] = np.asarray(fo[i], np.float32).reshape(-1)
-            info["final_obs"] = self._with(rows, self.preference)
+                fo = rows
+            info["final_obs"] = self._with(fo, self.preference)  # native envs: one dense array
         done = np.asarray(term, bool) | np.asarray(trunc, bool)
         self._draw(done)  # SAME_STEP: those rows of obs already begin the next episode
         return self._with(obs, self.preference), reward, term, trunc, info
