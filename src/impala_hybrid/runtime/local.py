@@ -80,8 +80,9 @@ from impala_hybrid.types import Batch
 from impala_hybrid.validation import ConfigError
 
 
-def _actor_seed(cfg: TrainConfig, actor_id: int, restart: int) -> int:
-    """Actor 0's first incarnation uses the run seed (so one actor reproduces serial)."""
+def actor_seed(cfg: TrainConfig, actor_id: int, restart: int = 0) -> int:
+    """The seed of an actor's envs and sampling (A3C's workers use it too): actor 0's first
+    incarnation uses the run seed (so one actor reproduces serial)."""
     return cfg.seed + 7919 * actor_id + 104_729 * restart
 
 
@@ -326,7 +327,7 @@ class LocalRun(AsyncRun):
 
     def _start(self, a: int, free: list[int]) -> None:
         mine, theirs = self._ctx.Pipe(duplex=True)
-        seed = _actor_seed(self.cfg, a, self.restarts[a])
+        seed = actor_seed(self.cfg, a, self.restarts[a])
         args = (a, seed, self.cfg, self.slots, free, theirs, self.weights)
         proc = self._ctx.Process(target=_actor_main, args=args, daemon=True, name=f"actor-{a}")
         proc.start()

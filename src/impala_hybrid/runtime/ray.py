@@ -116,7 +116,7 @@ from impala_hybrid.runtime.learners import (
     numpy_weights,
     shards,
 )
-from impala_hybrid.runtime.local import _actor_seed, unroll_layout
+from impala_hybrid.runtime.local import actor_seed, unroll_layout
 from impala_hybrid.runtime.loop import AsyncRun
 from impala_hybrid.runtime.progress import LearnerView
 from impala_hybrid.runtime.serial import (
@@ -442,7 +442,7 @@ class RayRun(AsyncRun):
 
     def _start(self, a: int) -> None:
         """(Re-)create actor ``a`` and fill its in-flight calls."""
-        seed = _actor_seed(self.cfg, a, self.restarts[a])
+        seed = actor_seed(self.cfg, a, self.restarts[a])
         # max_restarts=0: we re-create it ourselves, with a new seed (see the module doc)
         opts = {"num_cpus": self.cfg.ray.actor_cpus, "max_restarts": 0}
         self.workers[a] = self._remote.options(**opts).remote(self.cfg, seed)

@@ -128,15 +128,18 @@ def build_learner(
     comm: Comm | None = None,
     device: torch.device | str = "cpu",
     warm: bool = True,
+    kind: type[Learner] = Learner,
+    **extra: Any,
 ) -> Learner:
     """The learner of ``cfg`` for ``env``'s spaces, the one place every runtime makes one:
     its model (:func:`build_initial_model`: warm-started if configured, unless ``warm`` is
     False or this is not rank 0 of ``comm``, whose weights then overwrite these), the
-    reward components' weights and the constraint components (``experiments.spec``)."""
+    reward components' weights and the constraint components (``experiments.spec``).
+    ``kind``: the learner class (A3C's subclass, ``algos/a3c``), given ``extra`` too."""
     _, weights = reward_setup(cfg, env)
     rank0 = comm is None or comm.rank == 0
     model = (build_initial_model if warm and rank0 else build_model)(cfg, env, len(weights))
-    return Learner(
+    return kind(
         model,
         cfg.algo,
         total_samples=cfg.total_steps,
@@ -145,6 +148,7 @@ def build_learner(
         comm=comm,
         constraints=constraint_components(cfg, env),
         preference_dims=preference_dims(cfg, env),
+        **extra,
     )
 
 

@@ -34,7 +34,7 @@ the rank's own shard's, except ``grad_norm``, ``skipped`` and the counters (glob
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 import torch
@@ -59,6 +59,16 @@ from impala_hybrid.ops.losses import (
 from impala_hybrid.ops.vtrace import VTraceReturns, vtrace
 from impala_hybrid.types import Batch
 from impala_hybrid.validation import ConfigError
+
+
+def make_optimizer(params: Iterable[Tensor], config: IMPALAConfig) -> torch.optim.Optimizer:
+    """``config.optimizer`` over ``params``: Adam, or RMSProp with the paper's epsilon and
+    decay."""
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, eps=config.adam_eps)
+    return torch.optim.RMSprop(
+        params, lr=config.lr, eps=config.rmsprop_eps, alpha=config.rmsprop_alpha
+    )
 
 
 def _linear(start: float, end: float | None, progress: float) -> float:
@@ -127,6 +137,7 @@ class Learner:
         comm: Comm | None = None,
         constraints: Mapping[str, int] | None = None,
         preference_dims: int = 0,
+        optimizer: torch.optim.Optimizer | None = None,
     ) -> None:
         """``comm``: the other learners of a synchronous multi-learner step (default: none);
         rank 0's initial weights are broadcast to the others. ``constraints``: name -> index
@@ -134,7 +145,9 @@ class Learner:
         (``experiments.spec.constraint_components``), whose weight is a learned Lagrange
         multiplier with ``config.lagrange``. ``preference_dims = K > 0``: the observations'
         last ``K`` entries are each episode's objective weights (``envs/preference.py``),
-        which replace the first ``K`` reward weights step by step (:meth:`step_weights`)."""
+        which replace the first ``K`` reward weights step by step (:meth:`step_weights`).
+        ``optimizer``: what applies the gradients (default: :func:`make_optimizer` over the
+        model's parameters; A3C passes one over the shared model's, ``algos/a3c``)."""
         self.config = config
         self.comm = comm if comm is not None else Comm()
         self.device = torch.device(device)
@@ -168,15 +181,9 @@ class Learner:
             self.lagrange_state = pid_init(
                 len(self.constraint_names), config.lagrange_init, config.lagrange_ki
             )
-        params = list(self.model.parameters())
-        if config.optimizer == "adam":
-            self.optimizer: torch.optim.Optimizer = torch.optim.Adam(
-                params, lr=config.lr, eps=config.adam_eps
-            )
-        else:
-            self.optimizer = torch.optim.RMSprop(
-                params, lr=config.lr, eps=config.rmsprop_eps, alpha=config.rmsprop_alpha
-            )
+        self.optimizer = (
+            make_optimizer(self.model.parameters(), config) if optimizer is None else optimizer
+        )
         self.version = 0  # successful updates so far: the policy version actors record
         self.samples = 0  # env steps consumed
         self.skipped = 0  # updates skipped by the non-finite guard
@@ -553,7 +560,7 @@ class Learner:
         step is skipped everywhere if any rank's loss is non-finite (a non-finite gradient
         anywhere makes the averaged one non-finite on every rank).
         """
-        self.optimizer.zero_grad(set_to_none=True)
+        self.model.zero_grad(set_to_none=True)
         loss.backward()
         if self.warming_up:  # only the value heads move: the trunk feeds the policy too
             heads = {id(p) for m in (self.model.value, self.model.action_advantage) if m
@@ -577,13 +584,18 @@ class Learner:
         if finite:
             if popart:
                 self._commit_popart(tg.popart_mu, tg.popart_nu)
-            self.optimizer.step()
+            self._optimizer_step()
             self.version += 1
         else:
-            self.optimizer.zero_grad(set_to_none=True)
+            self.model.zero_grad(set_to_none=True)
             self.skipped += 1
         norm = grad_norm.item()
         return finite, norm if math.isfinite(norm) else math.inf
+
+    def _optimizer_step(self) -> None:
+        """Apply the model's (clipped) gradients: the optimizer's step (A3C forwards them to
+        the shared model first, ``algos/a3c/learner.py``)."""
+        self.optimizer.step()
 
     @torch.no_grad()
     def _popart_statistics(self, vs: Tensor) -> tuple[Tensor, Tensor]:
