@@ -444,7 +444,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 #: ``experiments.spec.PRESETS`` and ``runtime.trainer.RUNTIMES`` keys, spelled out so that
 #: building the parser does not import torch (tests/test_cli.py keeps them in sync).
-PRESET_NAMES = ("cartpole", "pendulum", "param_choice", "uav_hybrid", "uav_warm")
+PRESET_NAMES = (
+    "cartpole", "pendulum", "param_choice", "uav_hybrid", "uav_warm", "cartpole_a3c", "uav_a3c",
+)  # fmt: skip
 RUNTIME_NAMES = ("serial", "local", "ray")
 
 

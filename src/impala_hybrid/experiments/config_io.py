@@ -1,10 +1,10 @@
 """YAML <-> :class:`TrainConfig`: config files, ``--set`` overrides and the resolved dump.
 
-A config file holds ``TrainConfig``'s top-level fields plus ``model:``, ``algo:``, ``local:``
-and ``ray:`` sections (``ModelConfig``, ``IMPALAConfig``, ``LocalConfig`` and ``RayConfig``
-fields); an
-optional ``preset: NAME`` key starts from a preset of ``experiments.spec.PRESETS`` instead
-of the defaults, so a file can say only what differs::
+A config file holds ``TrainConfig``'s top-level fields plus ``model:``, ``algo:``, ``local:``,
+``ray:`` and ``a3c:`` sections (``ModelConfig``, ``IMPALAConfig``, ``LocalConfig``,
+``RayConfig`` and ``A3CConfig`` fields); an optional ``preset: NAME`` key starts from a
+preset of ``experiments.spec.PRESETS`` instead of the defaults, so a file can say only what
+differs::
 
     preset: uav_hybrid
     total_steps: 500000
@@ -39,6 +39,7 @@ from typing import Any
 import yaml
 
 from impala_hybrid import UAVNET_ID
+from impala_hybrid.algos.a3c.config import A3CConfig
 from impala_hybrid.algos.impala.config import IMPALAConfig
 from impala_hybrid.experiments.spec import PRESETS, LocalConfig, RayConfig, TrainConfig
 from impala_hybrid.models.actor_critic import ModelConfig
@@ -49,6 +50,7 @@ SECTIONS: dict[str, type] = {
     "algo": IMPALAConfig,
     "local": LocalConfig,
     "ray": RayConfig,
+    "a3c": A3CConfig,
 }
 PRESET_KEY = "preset"
 _HEADER = (

@@ -430,17 +430,7 @@ class LocalRun(AsyncRun):
         return {"actor_wait_mean_s": self.actor_wait / max(self.actor_unrolls, 1)}
 
     def close(self) -> None:
-        for conn in self.conns:
-            with contextlib.suppress(BrokenPipeError, OSError):
-                conn.send(None)
-        deadline = time.perf_counter() + 5.0
-        for proc in self.procs:
-            proc.join(max(0.0, deadline - time.perf_counter()))
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(1.0)
-        for conn in self.conns:
-            conn.close()
+        stop_processes(self.procs, self.conns)
         self._stop_learners()
 
     def _stop_learners(self) -> None:
@@ -459,6 +449,23 @@ class LocalRun(AsyncRun):
 
             dist.destroy_process_group()
             self._group = False
+
+
+def stop_processes(procs: list[Any], conns: list[Connection], timeout: float = 5.0) -> None:
+    """Stop processes that wait for messages on pipes (``conns[i]`` is ``procs[i]``'s): None
+    on every pipe (each exits at its next wait), join within ``timeout`` seconds in all,
+    terminate what is left, close the pipes."""
+    for conn in conns:
+        with contextlib.suppress(BrokenPipeError, OSError):
+            conn.send(None)
+    deadline = time.perf_counter() + timeout
+    for proc in procs:
+        proc.join(max(0.0, deadline - time.perf_counter()))
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(1.0)
+    for conn in conns:
+        conn.close()
 
 
 def train_local(

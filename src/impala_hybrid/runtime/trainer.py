@@ -1,7 +1,8 @@
 """The run directory on top of a runtime: logs, evaluation, checkpoints, stop and resume.
 
-A runtime (``RUNTIMES``: ``serial``, ``local`` or ``ray``) knows how to take one learner step
-and how to snapshot itself. Everything a user keeps from a run lives here, in one directory::
+A runtime (``RUNTIMES``: ``serial``, ``local`` or ``ray``; ``ALGORITHMS`` for algorithms
+with their own, such as A3C's workers) knows how to take one learner step and how to snapshot
+itself. Everything a user keeps from a run lives here, in one directory::
 
     runs/NAME/
       config.yaml               the resolved TrainConfig (loads back equal; --resume reads it)
@@ -67,6 +68,7 @@ from impala_hybrid.experiments.config_io import (
 )
 from impala_hybrid.experiments.spec import TrainConfig
 from impala_hybrid.jsonsafe import json_safe
+from impala_hybrid.runtime.a3c import A3CRun
 from impala_hybrid.runtime.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from impala_hybrid.runtime.health import CliffWatch
 from impala_hybrid.runtime.local import LocalRun
@@ -105,6 +107,12 @@ RUNTIMES: dict[str, Callable[[TrainConfig], Runtime]] = {
     "serial": SerialRun,
     "local": LocalRun,
     "ray": RayRun,
+}
+
+#: Algorithms that bring their own runtime (``TrainConfig.algorithm`` -> its factory and the
+#: ``--runtime`` names it accepts); ``impala`` runs on any of :data:`RUNTIMES`.
+ALGORITHMS: dict[str, tuple[Callable[[TrainConfig], Runtime], tuple[str, ...]]] = {
+    "a3c": (A3CRun, ("serial", "local")),
 }
 
 BASELINES = ("local_only", "maxweight")
@@ -216,7 +224,7 @@ class Evaluator:
         model.eval()
         try:
             if self.uav:
-                res = self._uav(run_policy(self.cfg, model), "impala")
+                res = self._uav(run_policy(self.cfg, model), self.cfg.algorithm)
                 return {
                     "return_mean": res["return"]["mean"],
                     "return_std": res["return"]["std"],
@@ -328,8 +336,18 @@ class Trainer:
                 self.watch.load_state_dict(self.state.cliff)
 
     def _make_runtime(self) -> Runtime:
+        factory = RUNTIMES[self.runtime_name]
+        algorithm = self.cfg.algorithm
+        if algorithm in ALGORITHMS:
+            factory, accepted = ALGORITHMS[algorithm]
+            if self.runtime_name not in accepted:
+                raise ConfigError(
+                    f"TrainConfig.algorithm = {algorithm!r} is invalid with runtime "
+                    f"{self.runtime_name!r}: it runs its own worker processes; use runtime "
+                    + " or ".join(repr(r) for r in accepted)
+                )
         try:
-            return RUNTIMES[self.runtime_name](self.cfg)
+            return factory(self.cfg)
         except TypeError as e:  # e.g. env_kwargs the env's constructor does not take
             raise ConfigError(
                 f"cannot make env {self.cfg.env!r} with env_kwargs {self.cfg.env_kwargs!r}: {e}"
@@ -492,7 +510,7 @@ class Trainer:
         else:
             self.console.print(
                 f"training {cfg.env} for {cfg.total_steps:,} env steps into {self.run_dir} "
-                f"(runtime {self.runtime_name}, seed {cfg.seed})"
+                f"({cfg.algorithm}, runtime {self.runtime_name}, seed {cfg.seed})"
             )
         purge = None if self.resumed_from is None else self.resumed_from + 1
         writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=purge)
