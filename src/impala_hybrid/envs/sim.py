@@ -106,6 +106,12 @@ class UAVNetSim:
         # Cells of the (tier, age) latency histogram in a fixed order, per class.
         self._lat_cells = self.tables[0].reshape(2, -1)
 
+    @property
+    def latency_cells(self) -> np.ndarray:
+        """``[2, cells]``: the latency (seconds) of each cell of the episode statistics'
+        ``latency_hist_<class>`` counts (emergency, routine), for pooled latency CDFs."""
+        return self._lat_cells.copy()
+
     def seed(self, seeds: np.ndarray, mask: np.ndarray | None = None) -> None:
         """Fresh random streams for environments in ``mask`` from integer ``seeds [N]``."""
         core.seed_envs(self.state, self._all if mask is None else mask, seeds)
@@ -190,6 +196,9 @@ class UAVNetSim:
                 arr[idx] = vals
                 out[key] = arr
             out[f"dropped_{cname}"] = out[f"overflow_{cname}"] + out[f"expired_{cname}"]
+            counts = np.zeros((n, h.shape[1]), np.int64)  # completions per latency cell
+            counts[idx] = h
+            out[f"latency_hist_{cname}"] = counts
         length_s = np.maximum(out["l"], 1) * self.config.dt
         energy = np.zeros(n)
         energy[idx] = s.ep_misc[idx, core.EM_ENERGY]

@@ -215,38 +215,43 @@ class Evaluator:
         return {name: self._uav(make_heuristic(name, env_cfg), name) for name in BASELINES}
 
     def __call__(self, learner: LearnerView) -> dict[str, Any]:
-        """The greedy policy's return (mean, std) and, on the UAV env, the full result; on
-        other envs the mean episode length and the means of the numeric episode-end ``info``
-        keys (such as ``success``)."""
-        from impala_hybrid.evaluation.episodes import evaluate_episodes
-
+        """:meth:`policy_result` of the learner's greedy policy (:func:`run_policy`)."""
         model = learner.model
         model.eval()
         try:
-            if self.uav:
-                res = self._uav(run_policy(self.cfg, model), self.cfg.algorithm)
-                return {
-                    "return_mean": res["return"]["mean"],
-                    "return_std": res["return"]["std"],
-                    "result": res,
-                }
-            stats = evaluate_episodes(
-                run_policy(self.cfg, model),
-                self.cfg.env,
-                self.cfg.eval_episodes,
-                self.cfg.eval_seed,
-                env_kwargs=self.cfg.env_kwargs,
-                num_envs=min(self.cfg.eval_episodes, 8),
-                split="validation",  # selects the best checkpoint, as on the UAV env
-            ).summary()
-            return {
-                "return_mean": stats["return"]["mean"],
-                "return_std": stats["return"]["std"],
-                "length_mean": stats["length"]["mean"],
-                "info": stats["info"],
-            }
+            return self.policy_result(run_policy(self.cfg, model))
         finally:
             model.train()
+
+    def policy_result(self, policy: Any) -> dict[str, Any]:
+        """A policy's return (mean, std) on the validation episodes and, on the UAV env, the
+        full result; on other envs the mean episode length and the means of the numeric
+        episode-end ``info`` keys (such as ``success``). Any policy callable (a Stable-
+        Baselines3 baseline's too), so that every algorithm's checkpoints are chosen alike."""
+        from impala_hybrid.evaluation.episodes import evaluate_episodes
+
+        if self.uav:
+            res = self._uav(policy, "impala")
+            return {
+                "return_mean": res["return"]["mean"],
+                "return_std": res["return"]["std"],
+                "result": res,
+            }
+        stats = evaluate_episodes(
+            policy,
+            self.cfg.env,
+            self.cfg.eval_episodes,
+            self.cfg.eval_seed,
+            env_kwargs=self.cfg.env_kwargs,
+            num_envs=min(self.cfg.eval_episodes, 8),
+            split="validation",  # selects the best checkpoint, as on the UAV env
+        ).summary()
+        return {
+            "return_mean": stats["return"]["mean"],
+            "return_std": stats["return"]["std"],
+            "length_mean": stats["length"]["mean"],
+            "info": stats["info"],
+        }
 
 
 def is_new_best(ret: float | None, std: float, episodes: int, best: float | None) -> bool:

@@ -86,3 +86,33 @@ def test_policy_adapter_on_another_env_through_evaluate_episodes() -> None:
     assert isinstance(run.policy, SB3Policy)
     stats = evaluate_episodes(run.policy, env, 16, 0, num_envs=8, split="eval")
     assert stats.returns.shape == (16,) and "success" in stats.info
+
+
+def test_validation_callback_logs_the_curve_and_keeps_the_best_model(tmp_path: Path) -> None:
+    from impala_hybrid.algos.sb3.train import BEST_PREFIX, EVAL_FILE, ValidationCallback
+
+    cfg = SB3Config(algo="a2c", total_steps=480, n_envs=4, env_kwargs={"episode_steps": EPISODE},
+                    hyperparams=SMOKE["a2c"], seed=2, normalize=True)  # fmt: skip
+    scores = iter([3.0, 5.0, 1.0, 4.0, 2.0, 0.0])  # a scripted validation return per call
+    seen: list[SB3Policy] = []
+
+    def evaluate(policy: SB3Policy) -> tuple[float, float, dict]:
+        seen.append(policy)
+        return next(scores), 0.0, {"calls": len(seen)}
+
+    run = train_sb3(cfg, out_dir=tmp_path, callback=ValidationCallback(evaluate, 128, 4, tmp_path))
+    lines = [json.loads(x) for x in (tmp_path / EVAL_FILE).read_text().splitlines()]
+    # every 128 env steps (4 envs x 8 steps per update: at 128, 256, 384) and at the end
+    assert [x["env_steps"] for x in lines] == [128, 256, 384, 480]
+    assert [x["return_mean"] for x in lines] == [3.0, 5.0, 1.0, 4.0]
+    walls = [x["wall_s"] for x in lines]
+    assert walls == sorted(walls) and walls[-1] <= run.seconds + 1e-3
+    # the best evaluation (5.0 at 256 steps) is the saved best model, with its statistics
+    best, last = load_sb3(tmp_path, "best"), load_sb3(tmp_path, "last")
+    assert (tmp_path / (BEST_PREFIX + NORMALIZE_FILE)).is_file()
+    obs = np.random.default_rng(0).uniform(0, 1, (6, 29)).astype(np.float32)
+    assert best.policy.normalizer is not None
+    assert best.policy.normalizer.obs_rms.count < last.policy.normalizer.obs_rms.count  # type: ignore[union-attr]
+    assert not np.array_equal(best.policy(obs)["intensity"], last.policy(obs)["intensity"])
+    with pytest.raises(ValueError, match="checkpoint 'first' is invalid"):
+        load_sb3(tmp_path, "first")

@@ -14,8 +14,15 @@ What we write by hand, and why:
 * the run directory, so a baseline's run is read like any other: ``model.zip`` (SB3's),
   ``sb3_config.yaml`` (:class:`~impala_hybrid.algos.sb3.config.SB3Config`, reloadable),
   ``monitor.csv`` (SB3's ``VecMonitor``: return, length and wall time of every training
-  episode, the learning curve), ``run.json`` (env steps and seconds of training) and, with
-  ``normalize``, ``vecnormalize.pkl`` (SB3's running statistics, which the policy needs).
+  episode), ``run.json`` (env steps and seconds of training) and, with ``normalize``,
+  ``vecnormalize.pkl`` (SB3's running statistics, which the policy needs);
+* :class:`ValidationCallback`: greedy evaluations during training on the validation episodes,
+  written to ``eval.jsonl`` as the trainer writes ours (``env_steps``, ``wall_s`` of training
+  without the evaluations, ``return_mean``, ``return_std``), and the best one kept as
+  ``best_model.zip`` (with ``best_vecnormalize.pkl``), chosen by the trainer's own rule
+  (``runtime.trainer.is_new_best``). SB3's ``EvalCallback`` does the same on a Gym env with
+  SB3's ``evaluate_policy``; ours uses our evaluation (common random numbers, the same
+  validation seeds as every other algorithm), so the checkpoints are chosen alike.
 
 Evaluation is ours (``policy.py``), not SB3's ``evaluate_policy``.
 """
@@ -34,6 +41,7 @@ import numpy as np
 import yaml
 from stable_baselines3 import A2C, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
 
@@ -49,6 +57,7 @@ _CLASSES: dict[str, type[BaseAlgorithm]] = {"a2c": A2C, "ppo": PPO, "sac": SAC, 
 MODEL_FILE, CONFIG_FILE, MONITOR_FILE, RUN_FILE, NORMALIZE_FILE = (
     "model.zip", "sb3_config.yaml", "monitor.csv", "run.json", "vecnormalize.pkl",
 )  # fmt: skip
+BEST_PREFIX, EVAL_FILE = "best_", "eval.jsonl"
 
 #: ``make_env(num_envs) -> vector env`` (``SAME_STEP`` autoreset, as ``envs.factory`` makes).
 EnvFactory = Callable[[int], gym.vector.VectorEnv]
@@ -111,13 +120,92 @@ def _relaxation(env: VecEnv) -> Relaxation | None:
     return inner.relaxation
 
 
+def _policy(model: BaseAlgorithm, env: VecEnv, name: str) -> SB3Policy:
+    """``model`` as a greedy policy behind ``env``'s relaxation and normaliser (whose
+    statistics ``normalize_obs`` reads without updating them)."""
+    normalizer = env if isinstance(env, VecNormalize) else None
+    return SB3Policy(model, _relaxation(env), normalizer=normalizer, name=name)
+
+
+class ValidationCallback(BaseCallback):
+    """Greedy evaluations every ``every`` env steps and at the end (module docstring).
+
+    ``evaluate(policy) -> (mean, std, result)``: the validation return of a policy, its
+    sample std over the ``episodes`` episodes, and a JSON-able detail kept in the line.
+    """
+
+    def __init__(
+        self,
+        evaluate: Callable[[SB3Policy], tuple[float, float, dict[str, Any]]],
+        every: int,
+        episodes: int,
+        out_dir: str | Path,
+    ) -> None:
+        super().__init__()
+        if every < 1:
+            raise ValueError(f"every = {every} is invalid: must be >= 1 env step")
+        self.evaluate, self.every, self.episodes = evaluate, every, episodes
+        self.out = Path(out_dir)
+        self.best: float | None = None
+        self.next_eval = every
+        self.last_eval = -1
+        self.eval_seconds = 0.0
+        self.start = 0.0
+
+    def _on_training_start(self) -> None:
+        self.start = time.perf_counter()
+        (self.out / EVAL_FILE).write_text("")
+
+    def _evaluate(self) -> None:
+        from impala_hybrid.runtime.trainer import is_new_best
+
+        t0 = time.perf_counter()
+        wall = t0 - self.start - self.eval_seconds
+        env = self.model.get_env()
+        assert env is not None
+        mean, std, result = self.evaluate(_policy(self.model, env, "sb3"))
+        steps = int(self.model.num_timesteps)
+        line = {"env_steps": steps, "wall_s": round(wall, 3), "return_mean": mean,
+                "return_std": std, "result": result}  # fmt: skip
+        with (self.out / EVAL_FILE).open("a") as f:
+            f.write(json.dumps(json_safe(line), allow_nan=False) + "\n")
+        if is_new_best(mean, std, self.episodes, self.best):
+            self.best = mean if self.best is None else max(self.best, mean)
+            self.model.save(self.out / (BEST_PREFIX + MODEL_FILE))
+            if isinstance(env, VecNormalize):
+                env.save(str(self.out / (BEST_PREFIX + NORMALIZE_FILE)))
+        self.last_eval = steps
+        self.eval_seconds += time.perf_counter() - t0
+
+    def _on_step(self) -> bool:
+        if self.model.num_timesteps >= self.next_eval:
+            self._evaluate()
+            while self.next_eval <= self.model.num_timesteps:
+                self.next_eval += self.every
+        return True
+
+    def _on_training_end(self) -> None:
+        if self.last_eval < self.model.num_timesteps:
+            self._evaluate()
+
+    @property
+    def train_seconds(self) -> float:
+        """Seconds of training so far, without the evaluations."""
+        return time.perf_counter() - self.start - self.eval_seconds
+
+
 def train_sb3(
-    cfg: SB3Config, make_env: EnvFactory | None = None, out_dir: str | Path | None = None
+    cfg: SB3Config,
+    make_env: EnvFactory | None = None,
+    out_dir: str | Path | None = None,
+    callback: BaseCallback | None = None,
 ) -> SB3Run:
     """Train ``cfg`` for ``cfg.total_steps`` env steps; with ``out_dir``, write the run there.
 
     ``make_env(n)`` builds the vector env (default: :func:`default_env_factory`).
-    Deterministic on CPU for a given seed (SB3 seeds everything it samples from).
+    ``callback``: SB3's, e.g. :class:`ValidationCallback` (``run.json``'s seconds then leave
+    its evaluations out). Deterministic on CPU for a given seed (SB3 seeds everything it
+    samples from).
     """
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
@@ -130,19 +218,20 @@ def train_sb3(
                 "MlpPolicy", env, seed=cfg.seed, device="cpu", verbose=0,
                 **sb3_kwargs(cfg, env.action_space),
             )  # fmt: skip
-            model.learn(total_timesteps=cfg.total_steps)
+            model.learn(total_timesteps=cfg.total_steps, callback=callback)
     finally:
         env.close()
     seconds = time.perf_counter() - start
-    normalizer = env if isinstance(env, VecNormalize) else None
-    if normalizer is not None:
-        normalizer.training = False  # frozen statistics from here on
-    policy = SB3Policy(model, _relaxation(env), normalizer=normalizer, name=f"sb3:{cfg.algo}")
+    if isinstance(callback, ValidationCallback):
+        seconds = callback.train_seconds
+    if isinstance(env, VecNormalize):
+        env.training = False  # frozen statistics from here on
+    policy = _policy(model, env, f"sb3:{cfg.algo}")
     run = SB3Run(cfg, model, policy, int(model.num_timesteps), seconds)
     if out is not None:
         model.save(out / MODEL_FILE)
-        if normalizer is not None:
-            normalizer.save(str(out / NORMALIZE_FILE))
+        if isinstance(env, VecNormalize):
+            env.save(str(out / NORMALIZE_FILE))
         save_config(cfg, out / CONFIG_FILE)
         info = {"algo": cfg.algo, "env_steps": run.env_steps, "seconds": round(seconds, 3)}
         (out / RUN_FILE).write_text(json.dumps(info, indent=2) + "\n")
@@ -160,18 +249,27 @@ def load_config(path: str | Path) -> SB3Config:
     return SB3Config(**data)
 
 
-def load_sb3(run_dir: str | Path) -> SB3Run:
-    """A run :func:`train_sb3` wrote, with its policy ready for our evaluation."""
+def load_sb3(run_dir: str | Path, checkpoint: str = "last") -> SB3Run:
+    """A run :func:`train_sb3` wrote, with its policy ready for our evaluation.
+
+    ``checkpoint``: ``"last"`` (the model at the end) or ``"best"`` (the best validation
+    evaluation of a :class:`ValidationCallback`; the last model when there is none).
+    """
+    if checkpoint not in ("best", "last"):
+        raise ValueError(f"checkpoint {checkpoint!r} is invalid: must be 'best' or 'last'")
     run = Path(run_dir)
     cfg = load_config(run / CONFIG_FILE)
-    model = algorithm_class(cfg.algo).load(run / MODEL_FILE, device="cpu")
+    prefix = (
+        BEST_PREFIX if checkpoint == "best" and (run / (BEST_PREFIX + MODEL_FILE)).is_file() else ""
+    )
+    model = algorithm_class(cfg.algo).load(run / (prefix + MODEL_FILE), device="cpu")
     # One env of the run's kind: its relaxation, and the spaces VecNormalize.load checks.
     env = RelaxedVecEnv(
         make_vector_env(cfg.env, 1, cfg.env_kwargs), relax=cfg.action_space == "relaxed"
     )
     normalizer = None
     if cfg.normalize:
-        normalizer = VecNormalize.load(str(run / NORMALIZE_FILE), env)
+        normalizer = VecNormalize.load(str(run / (prefix + NORMALIZE_FILE)), env)
         normalizer.training = False
     env.close()
     info = json.loads((run / RUN_FILE).read_text())

@@ -1,0 +1,633 @@
+"""``impala-hybrid compare``: every algorithm of the experiment plan on the UAV env, over
+training seeds, with one evaluation for all; the report is :mod:`.report`'s.
+
+The protocol is the study's (``experiments/study.py``), for a grid of algorithms:
+
+1. **Train** each entry of the preset on each seed into ``OUT/runs/<entry>/seed<S>``. IMPALA
+   runs (and A3C, IMPALA-discrete and the ablations, which are IMPALA configs too) go through
+   the trainer (``runtime/trainer.py``) on the serial runtime, so they are reproducible from
+   the seed. Stable-Baselines3 runs go through ``algos/sb3/train.py`` with
+   :class:`~impala_hybrid.algos.sb3.train.ValidationCallback`. Either way, every
+   ``steps / evals_per_run`` env steps the greedy policy plays the *validation* episodes
+   (``Evaluator.policy_result``: the same episodes for every algorithm) into ``eval.jsonl``
+   (the learning curve, with env steps and training seconds), and the best evaluation's
+   weights are kept (``runtime.trainer.is_new_best``).
+2. **Evaluate** each run's best checkpoint, and the classical policies, on the *held-out*
+   episodes (the ``eval`` split: disjoint from the validation one, so nothing was chosen on
+   them) with common random numbers: every policy meets the same arrivals, incidents and
+   backhaul states. Each evaluation is kept in ``OUT/evals/<entry>/seed<S>.json``: the
+   per-episode scalarised and per-objective returns, latency percentiles and CVaR per class,
+   drops, the pooled latency histogram, the learning curve, training steps and seconds,
+   and the deployed policy's batch-1 inference latency.
+3. **Report** (:mod:`.report`) from those files alone: ``impala-hybrid report OUT`` rebuilds
+   it without training anything.
+
+Resumable: a run whose evaluations reached its step budget is skipped; an IMPALA run killed
+midway continues from its ``last.pt`` (the trainer's resume); a Stable-Baselines3 run killed
+midway starts again (SB3 saves no resumable state of its rollout or replay buffers; a
+quick-preset baseline is at most a few minutes). An evaluation file that exists is kept.
+
+Hand-written here: only the grid and its bookkeeping. Training, evaluation, statistics and
+plots are the project's tested modules and Stable-Baselines3's algorithms.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from impala_hybrid.jsonsafe import json_safe
+from impala_hybrid.validation import ConfigError
+
+FAMILIES = ("impala", "sb3")
+GROUPS = ("main", "ablation")
+META_FILE = "compare.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One row of the comparison: an algorithm (or ablation) and its step budget per seed.
+
+    ``family``: ``"impala"`` (a ``TrainConfig`` preset with ``settings`` as ``--set`` fields;
+    A3C and IMPALA-discrete are such configs) or ``"sb3"`` (``settings``: ``SB3Config``
+    fields). ``why``: the reason for the budget, printed in the report.
+    """
+
+    name: str
+    family: str
+    steps: int
+    settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    group: str = "main"
+    preset: str = "uav_hybrid"
+    why: str = ""
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ConfigError(f"Entry.family = {self.family!r} is invalid: one of {FAMILIES}")
+        if self.group not in GROUPS:
+            raise ConfigError(f"Entry.group = {self.group!r} is invalid: one of {GROUPS}")
+        if self.steps < 1:
+            raise ConfigError(f"Entry.steps = {self.steps} is invalid: allowed range is [1, inf)")
+
+    @property
+    def slug(self) -> str:
+        """The entry's directory name."""
+        return "".join(c if c.isalnum() or c in "-_." else "_" for c in self.name)
+
+
+@dataclasses.dataclass(frozen=True)
+class ComparePreset:
+    """A grid (entries x seeds) and the evaluation settings every entry shares."""
+
+    name: str
+    entries: tuple[Entry, ...]
+    seeds: tuple[int, ...] = (0, 1, 2)
+    env_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    evals_per_run: int = 10
+    val_episodes: int = 32
+    heldout_rounds: int = 4
+    heldout_envs: int = 32
+    minutes: float = 20.0
+    about: str = ""
+
+    def __post_init__(self) -> None:
+        names = [e.name for e in self.entries]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"ComparePreset {self.name!r}: entry names repeat: {names}")
+        if len({e.slug for e in self.entries}) != len(names):
+            raise ConfigError(f"ComparePreset {self.name!r}: entry names collide as directories")
+        if not self.seeds:
+            raise ConfigError(f"ComparePreset {self.name!r}: seeds is empty")
+        for field, lo in (
+            ("evals_per_run", 2),
+            ("val_episodes", 2),
+            ("heldout_rounds", 1),
+            ("heldout_envs", 1),
+        ):
+            if getattr(self, field) < lo:
+                raise ConfigError(
+                    f"ComparePreset.{field} = {getattr(self, field)} is invalid: allowed "
+                    f"range is [{lo}, inf)"
+                )
+
+
+# --- the presets ----------------------------------------------------------------------------
+
+#: IMPALA-discrete: 4 speed levels; one entropy weight (the action is one categorical).
+_DISCRETE = {"discrete_levels": 4, "algo.entropy_coef_discrete": None}
+_SB3_REPLAY = {"n_envs": 8, "hyperparams": {"train_freq": 1, "gradient_steps": 1}}
+
+
+def _main(scale: float, sb3_scale: float, a3c: bool) -> list[Entry]:
+    """The plan's algorithms. IMPALA-family budgets are ``scale`` x 1M env steps; the SB3
+    budgets are sized to their speed on the UAV env here (PPO ~2,400, A2C ~15,000 env
+    steps/s; SAC and TD3 ~110 gradient steps/s, so 8 envs per gradient step)."""
+    m = int(1_000_000 * scale)
+    entries = [
+        Entry("IMPALA-Hybrid", "impala", m, why="the method"),
+        Entry(
+            "IMPALA-Hybrid (gated)",
+            "impala",
+            m,
+            {"model.hybrid_mode": "gated"},
+            why="the gated head, same budget",
+        ),
+        Entry(
+            "IMPALA-discrete",
+            "impala",
+            m,
+            _DISCRETE,
+            why="IMPALA over 24 discretised actions (algos/discretised.py), same budget",
+        ),
+    ]
+    if a3c:
+        entries.append(Entry("A3C", "impala", m, {"algorithm": "a3c"}, why="same budget as IMPALA"))
+    sb3 = [
+        Entry(
+            "PPO",
+            "sb3",
+            int(200_000 * sb3_scale),
+            {"algo": "ppo"},
+            why="~2,400 env steps/s: the same seconds as an IMPALA run, not the same samples",
+        ),
+        Entry("A2C", "sb3", int(500_000 * sb3_scale), {"algo": "a2c"}, why="~15,000 env steps/s"),
+        Entry(
+            "SAC",
+            "sb3",
+            int(40_000 * sb3_scale),
+            {"algo": "sac", **_SB3_REPLAY},
+            why="one gradient step per 8 env steps (8 envs), ~110 gradient steps/s",
+        ),
+        Entry(
+            "TD3",
+            "sb3",
+            int(60_000 * sb3_scale),
+            {"algo": "td3", **_SB3_REPLAY},
+            why="as SAC; its first 10,000 steps are random actions (learning_starts)",
+        ),
+    ]
+    return entries + sb3
+
+
+def _ablations(m: int) -> list[Entry]:
+    """IMPALA-Hybrid with one thing changed each (``uav_hybrid``'s defaults: no replay,
+    ``(rho_bar, c_bar) = (1, 1)``, no LSTM, factorised head, joint ratio, scalar critic)."""
+    a = "ablation"
+    return [
+        Entry("abl: replay 0.5", "impala", m, {"algo.replay_proportion": 0.5}, a),
+        Entry("abl: rho,c = 2,1", "impala", m, {"algo.rho_bar": 2.0, "algo.c_bar": 1.0}, a),
+        Entry("abl: rho,c = 0.5,0.5", "impala", m, {"algo.rho_bar": 0.5, "algo.c_bar": 0.5}, a),
+        Entry("abl: unclipped", "impala", m, {"algo.rho_bar": 1e9, "algo.c_bar": 1e9}, a),
+        Entry("abl: LSTM 64", "impala", m, {"model.lstm_size": 64}, a),
+        Entry("abl: per-component ratio", "impala", m, {"algo.ratio_mode": "per_component"}, a),
+        Entry("abl: vector critic", "impala", m, {"critic": "vector"}, a),
+    ]
+
+
+def quick() -> ComparePreset:
+    """The plan's algorithms at 1M IMPALA env steps, 3 seeds: about 20 minutes on 2 cores."""
+    return ComparePreset(
+        "quick",
+        tuple(_main(1.0, 1.0, a3c=_has_a3c())),
+        minutes=20.0,
+        about="main algorithms only, 1M env steps for the IMPALA family, SB3 baselines sized "
+        "to the same seconds; held-out: 128 episodes",
+    )
+
+
+def full() -> ComparePreset:
+    """The plan's algorithms and the ablations, 3 seeds: about 2 hours on 2 cores."""
+    main = _main(3.0, 2.5, a3c=_has_a3c())
+    return ComparePreset(
+        "full",
+        tuple(main + _ablations(3_000_000)),
+        minutes=120.0,
+        heldout_rounds=8,
+        about="main algorithms and ablations, 3M env steps for the IMPALA family, SB3 "
+        "baselines at 2.5x the quick budgets; held-out: 256 episodes",
+    )
+
+
+def tiny() -> ComparePreset:
+    """A grid that runs in about a minute (tests): 3 seeds, 50-step episodes."""
+    return ComparePreset(
+        "tiny",
+        (
+            Entry(
+                "IMPALA-Hybrid",
+                "impala",
+                6_400,
+                {"num_envs": 8, "algo.batch_size": 8, "algo.unroll_length": 16},
+            ),
+            Entry("PPO", "sb3", 2_048, {"algo": "ppo", "hyperparams": {"n_steps": 256}}),
+        ),
+        seeds=(0, 1, 2),
+        env_kwargs={"episode_steps": 50},
+        evals_per_run=3,
+        val_episodes=4,
+        heldout_rounds=1,
+        heldout_envs=8,
+        minutes=1.0,
+        about="a test grid",
+    )
+
+
+def _has_a3c() -> bool:
+    from impala_hybrid.experiments.spec import TrainConfig
+
+    return any(f.name == "algorithm" for f in dataclasses.fields(TrainConfig))
+
+
+PRESETS: dict[str, Callable[[], ComparePreset]] = {"quick": quick, "full": full, "tiny": tiny}
+
+
+def get_preset(name: str) -> ComparePreset:
+    """A preset by name (errors list the names)."""
+    if name not in PRESETS:
+        raise ConfigError(f"compare preset {name!r} is invalid: one of {sorted(PRESETS)}")
+    return PRESETS[name]()
+
+
+# --- training --------------------------------------------------------------------------------
+
+
+def run_dir(out: Path, entry: Entry, seed: int) -> Path:
+    return out / "runs" / entry.slug / f"seed{seed}"
+
+
+def eval_path(out: Path, entry: Entry | str, seed: int | None = None) -> Path:
+    slug = entry.slug if isinstance(entry, Entry) else entry
+    return out / "evals" / slug / (f"seed{seed}.json" if seed is not None else "result.json")
+
+
+def _interval(preset: ComparePreset, entry: Entry) -> int:
+    return max(1, entry.steps // preset.evals_per_run)
+
+
+def impala_config(preset: ComparePreset, entry: Entry, seed: int) -> Any:
+    """The entry's ``TrainConfig`` for ``seed`` (its preset with the entry's settings and the
+    comparison's step budget, evaluation and env settings)."""
+    from impala_hybrid.experiments.config_io import load_config
+
+    fields: dict[str, Any] = {**entry.settings}
+    fields.update(
+        total_steps=entry.steps,
+        seed=seed,
+        eval_interval=_interval(preset, entry),
+        eval_episodes=preset.val_episodes,
+        eval_seed=0,
+        checkpoint_interval=_interval(preset, entry),
+    )
+    for k, v in preset.env_kwargs.items():
+        fields[f"env_kwargs.{k}"] = v
+    return load_config(
+        None, preset=entry.preset, overrides=[f"{k}={json.dumps(v)}" for k, v in fields.items()]
+    )
+
+
+def sb3_config(preset: ComparePreset, entry: Entry, seed: int) -> Any:
+    """The entry's ``SB3Config`` for ``seed``."""
+    from impala_hybrid.algos.sb3.config import SB3Config
+
+    return SB3Config(
+        **{
+            **entry.settings,
+            "total_steps": entry.steps,
+            "seed": seed,
+            "env_kwargs": dict(preset.env_kwargs),
+        }
+    )
+
+
+def _curve_done(path: Path, steps: int) -> bool:
+    """Whether ``eval.jsonl`` at ``path`` has an evaluation at or past ``steps``."""
+    if not path.is_file():
+        return False
+    lines = [x for x in path.read_text().splitlines() if x.strip()]
+    try:
+        return bool(lines) and int(json.loads(lines[-1])["env_steps"]) >= steps
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        return False
+
+
+def trained(out: Path, preset: ComparePreset, entry: Entry, seed: int) -> bool:
+    """Whether the run of ``entry`` on ``seed`` has finished training."""
+    d = run_dir(out, entry, seed)
+    if entry.family == "sb3":
+        from impala_hybrid.algos.sb3.train import RUN_FILE
+
+        return (d / RUN_FILE).is_file() and _curve_done(d / "eval.jsonl", entry.steps)
+    return _curve_done(d / "eval.jsonl", entry.steps)
+
+
+def train(out: Path, preset: ComparePreset, entry: Entry, seed: int) -> int:
+    """Train (or finish) one run; 0, or the trainer's 130/143 when a signal stopped it."""
+    d = run_dir(out, entry, seed)
+    if trained(out, preset, entry, seed):
+        return 0
+    if entry.family == "sb3":
+        return _train_sb3(preset, entry, seed, d)
+    from impala_hybrid.runtime.trainer import LAST, resume_run, start_run
+
+    with _log(d) as log:
+        console = Console(file=log, width=120)
+        if (d / LAST).is_file():
+            trainer = resume_run(d, console=console)
+        else:
+            if d.exists():  # killed before its first checkpoint: nothing to keep
+                shutil.rmtree(d)
+            cfg = impala_config(preset, entry, seed)
+            trainer = start_run(cfg, d, runtime="serial", console=console)
+        return trainer.run()
+
+
+def _log(d: Path) -> Any:
+    d.parent.mkdir(parents=True, exist_ok=True)
+    return (d.parent / f"{d.name}.log").open("a")
+
+
+def _train_sb3(preset: ComparePreset, entry: Entry, seed: int, d: Path) -> int:
+    from impala_hybrid.algos.sb3.train import ValidationCallback, train_sb3
+    from impala_hybrid.experiments.spec import TrainConfig
+    from impala_hybrid.runtime.trainer import Evaluator
+
+    if d.exists():
+        shutil.rmtree(d)  # a killed SB3 run starts again (module docstring)
+    d.mkdir(parents=True)
+    cfg = sb3_config(preset, entry, seed)
+    evaluator = Evaluator(
+        TrainConfig(
+            env=cfg.env,
+            env_kwargs=dict(cfg.env_kwargs),
+            eval_episodes=preset.val_episodes,
+            eval_seed=0,
+        )
+    )
+
+    def evaluate(policy: Any) -> tuple[float, float, dict[str, Any]]:
+        res = evaluator.policy_result(policy)
+        return float(res["return_mean"]), float(res["return_std"]), res.get("result", {})
+
+    cb = ValidationCallback(evaluate, _interval(preset, entry), preset.val_episodes, d)
+    train_sb3(cfg, out_dir=d, callback=cb)
+    return 0
+
+
+# --- evaluation ------------------------------------------------------------------------------
+
+
+def _read_curve(path: Path) -> dict[str, list[Any]]:
+    steps: list[int] = []
+    wall: list[float] = []
+    ret: list[float] = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        rec = json.loads(line)
+        if rec.get("return_mean") is None:
+            continue
+        steps.append(int(rec["env_steps"]))
+        wall.append(float(rec.get("wall_s") or 0.0))
+        ret.append(float(rec["return_mean"]))
+    return {"env_steps": steps, "wall_s": wall, "return": ret}
+
+
+def inference_us(
+    policy: Callable[[np.ndarray], Any], obs: np.ndarray, calls: int = 300
+) -> dict[str, float]:
+    """Batch-1 latency of ``policy`` (microseconds): median and 99th percentile of ``calls``
+    timed calls after 20 warm-up calls, on observations from the env."""
+    for i in range(20):
+        policy(obs[i % len(obs)][None])
+    times = np.empty(calls)
+    for i in range(calls):
+        x = obs[i % len(obs)][None]
+        t0 = time.perf_counter()
+        policy(x)
+        times[i] = time.perf_counter() - t0
+    return {"median": float(np.median(times) * 1e6), "p99": float(np.quantile(times, 0.99) * 1e6)}
+
+
+def _observations(env_kwargs: Mapping[str, Any], n: int = 64) -> np.ndarray:
+    """Observations of ``n`` envs a few steps into an episode (inputs for timing)."""
+    from impala_hybrid.envs.config import UAVNetConfig
+    from impala_hybrid.envs.heuristics import make_heuristic
+    from impala_hybrid.envs.vector import UAVNetVectorEnv
+
+    env = UAVNetVectorEnv(n, config=UAVNetConfig(**env_kwargs))
+    obs, _ = env.reset(seed=12345)
+    act = make_heuristic("threshold", env.config)
+    for _ in range(10):
+        obs, *_ = env.step(act(obs))
+    env.close()
+    return np.asarray(obs)
+
+
+def deployed_policy(entry: Entry, d: Path) -> tuple[Any, Any, str]:
+    """``(policy for evaluation, policy to time, what is timed)`` of a run's best checkpoint."""
+    if entry.family == "sb3":
+        from impala_hybrid.algos.sb3.train import load_sb3
+
+        run = load_sb3(d, checkpoint="best")
+        return run.policy, run.policy, "SB3 predict (torch, greedy)"
+    from impala_hybrid.deploy.inference import NumpyPolicy
+    from impala_hybrid.runtime.trainer import load_run_model, run_policy
+
+    cfg, model = load_run_model(d, "best")
+    try:
+        timed: Any = NumpyPolicy.from_model(model)
+        what = "NumpyPolicy (deploy, batch 1)"
+    except ValueError:  # a model the NumPy path does not cover: time the torch policy
+        timed, what = run_policy(cfg, model), "TorchPolicy (greedy)"
+    return run_policy(cfg, model), timed, what
+
+
+def _heldout(preset: ComparePreset, policy: Any, name: str) -> Any:
+    from impala_hybrid.envs.config import UAVNetConfig
+    from impala_hybrid.evaluation.rollout import evaluate
+
+    return evaluate(
+        policy,
+        UAVNetConfig(**preset.env_kwargs),
+        episodes=preset.heldout_rounds,
+        num_envs=preset.heldout_envs,
+        seed=0,
+        split="eval",
+        name=name,
+    )
+
+
+def _record(res: Any) -> dict[str, Any]:
+    from impala_hybrid.envs.config import CLASS_NAMES
+
+    per = res.per_episode
+    out = res.to_dict(per_episode=True)
+    out["per_episode"].update(
+        {
+            k: np.asarray(per[k]).tolist()
+            for k in per
+            if k.startswith(("latency_p", "latency_cvar", "dropped_", "on_time_", "arrived_"))
+        }
+    )
+    out["latency_hist"] = {c: per[f"latency_hist_{c}"].sum(0).tolist() for c in CLASS_NAMES}
+    return out
+
+
+def evaluate_run(out: Path, preset: ComparePreset, entry: Entry, seed: int) -> Path:
+    """Held-out evaluation of one trained run into its evaluation file (kept if present)."""
+    path = eval_path(out, entry, seed)
+    if path.is_file():
+        return path
+    d = run_dir(out, entry, seed)
+    policy, timed, what = deployed_policy(entry, d)
+    res = _heldout(preset, policy, entry.name)
+    rec: dict[str, Any] = {
+        "name": entry.name,
+        "family": entry.family,
+        "group": entry.group,
+        "seed": seed,
+        "steps_budget": entry.steps,
+        "checkpoint": "best",
+        "heldout": _record(res),
+        "curve": _read_curve(d / "eval.jsonl"),
+        "inference_us": {**inference_us(timed, _observations(preset.env_kwargs)), "what": what},
+    }
+    curve = rec["curve"]
+    rec["train"] = {"env_steps": curve["env_steps"][-1], "seconds": curve["wall_s"][-1]}
+    _write_json(path, rec)
+    return path
+
+
+def evaluate_classical(out: Path, preset: ComparePreset) -> dict[str, Path]:
+    """Held-out (and validation, for the sample-efficiency threshold) results of the five
+    classical policies."""
+    from impala_hybrid.envs.config import UAVNetConfig
+    from impala_hybrid.envs.heuristics import HEURISTICS, make_heuristic
+    from impala_hybrid.experiments.spec import TrainConfig
+    from impala_hybrid.runtime.trainer import Evaluator
+
+    paths = {}
+    config = UAVNetConfig(**preset.env_kwargs)
+    evaluator = Evaluator(
+        TrainConfig(env_kwargs=dict(preset.env_kwargs), eval_episodes=preset.val_episodes)
+    )
+    obs = _observations(preset.env_kwargs)
+    for name in HEURISTICS:
+        path = eval_path(out, f"classical_{name}")
+        paths[name] = path
+        if path.is_file():
+            continue
+        policy = make_heuristic(name, config)
+        val = evaluator.policy_result(policy)
+        rec = {
+            "name": name,
+            "family": "classical",
+            "group": "classical",
+            "seed": None,
+            "heldout": _record(_heldout(preset, policy, name)),
+            "validation_return": val["return_mean"],
+            "inference_us": {**inference_us(policy, obs), "what": "classical (NumPy)"},
+        }
+        _write_json(path, rec)
+    return paths
+
+
+def _write_json(path: Path, payload: Mapping[str, Any]) -> None:
+    """Atomically (a killed compare leaves no half-written evaluation)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(json_safe(dict(payload)), indent=1, allow_nan=False) + "\n")
+    tmp.replace(path)
+
+
+# --- the whole grid --------------------------------------------------------------------------
+
+
+def _weight(entry: Entry) -> float:
+    """Rough seconds of a run on 2 cores, for the progress bar's ETA (the bar advances by
+    these; its rate is measured, so a uniformly slower machine still gets a fair ETA)."""
+    rate = {"impala": 40_000.0, "sb3": 2_000.0}[entry.family]
+    if entry.settings.get("algo") in ("sac", "td3"):
+        rate = 800.0
+    return max(1.0, entry.steps / rate)
+
+
+def describe(preset: ComparePreset) -> str:
+    runs = len(preset.entries) * len(preset.seeds)
+    return (
+        f"compare preset {preset.name!r}: {len(preset.entries)} entries x "
+        f"{len(preset.seeds)} seeds = {runs} runs, plus the 5 classical policies; stated "
+        f"length about {preset.minutes:g} min on 2 cores ({preset.about})"
+    )
+
+
+def compare(preset: ComparePreset, out: str | Path, *, console: Console | None = None) -> int:
+    """Train and evaluate the grid into ``out`` (resumable), then write the report.
+
+    Returns 0, or 130/143 when SIGINT/SIGTERM stopped a run (its ``last.pt`` is written; run
+    the same command again to continue).
+    """
+    from impala_hybrid.experiments.report import write_report
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    c = console or Console()
+    meta = {"preset": dataclasses.asdict(preset)}
+    meta_path = out / META_FILE
+    if meta_path.is_file():
+        old = json.loads(meta_path.read_text())
+        if old.get("preset") != json_safe(meta["preset"]):
+            raise ConfigError(
+                f"{out} holds a comparison of another grid ({old['preset'].get('name')!r} "
+                "with other settings): use a new --out"
+            )
+    _write_json(meta_path, meta)
+    c.print(describe(preset))
+    jobs = [(e, s) for s in preset.seeds for e in preset.entries]
+    total = sum(_weight(e) for e, _ in jobs) + 30.0
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=c, transient=False) as progress:
+        task = progress.add_task("classical policies", total=total)
+        evaluate_classical(out, preset)
+        progress.advance(task, 30.0)
+        for i, (entry, seed) in enumerate(jobs):
+            progress.update(task, description=f"[{i + 1}/{len(jobs)}] {entry.name} seed {seed}")
+            code = train(out, preset, entry, seed)
+            if code != 0:
+                c.print(
+                    f"stopped during {entry.name} seed {seed}: run the same command again "
+                    "to continue"
+                )
+                return code
+            evaluate_run(out, preset, entry, seed)
+            progress.advance(task, _weight(entry))
+    report = write_report(out)
+    c.print(f"report: {report}")
+    return 0
+
+
+def load_meta(out: str | Path) -> ComparePreset:
+    """The preset a comparison directory was run with."""
+    path = Path(out) / META_FILE
+    if not path.is_file():
+        raise ConfigError(f"{out}: no {META_FILE} there (not a comparison directory)")
+    data = json.loads(path.read_text())["preset"]
+    entries = tuple(Entry(**e) for e in data.pop("entries"))
+    data["seeds"] = tuple(data["seeds"])
+    return ComparePreset(entries=entries, **data)

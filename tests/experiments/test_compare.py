@@ -1,0 +1,168 @@
+"""``impala-hybrid compare`` and ``report`` on the tiny grid: the report's tables and plots
+exist and hold the runs' own numbers; a stopped grid resumes to the same numbers."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from impala_hybrid.cli import main
+from impala_hybrid.experiments import compare as cmp
+from impala_hybrid.experiments.report import REPORT_FILE, RUNS_CSV, SUMMARY_CSV
+from impala_hybrid.runtime.trainer import Trainer, start_run
+from impala_hybrid.validation import ConfigError
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("compare") / "tiny"
+    assert main(["compare", "--preset", "tiny", "--out", str(out)]) == 0
+    return out
+
+
+def _evals(out: Path, name: str) -> list[dict]:
+    slug = cmp.Entry(name, "impala", 1).slug
+    return [json.loads(p.read_text()) for p in sorted((out / "evals" / slug).glob("seed*.json"))]
+
+
+def test_report_tables_hold_the_runs_numbers(grid: Path) -> None:
+    preset = cmp.get_preset("tiny")
+    report = (grid / REPORT_FILE).read_text()
+    for entry in preset.entries:
+        recs = _evals(grid, entry.name)
+        assert [r["seed"] for r in recs] == list(preset.seeds)
+        returns = np.array([r["heldout"]["return"]["mean"] for r in recs])
+        assert np.all(np.isfinite(returns))
+        # each held-out evaluation is of the run's own checkpoint, on the preset's episodes
+        for r in recs:
+            assert r["heldout"]["episodes"] == preset.heldout_rounds * preset.heldout_envs
+            assert r["heldout"]["split"] == "eval"
+            assert r["curve"]["env_steps"][-1] >= entry.steps
+            assert len(r["curve"]["return"]) >= preset.evals_per_run
+            assert r["inference_us"]["median"] > 0
+        # the table row: mean ± std over seeds, worst and best seed, as the records say
+        sd = returns.std(ddof=1)
+        row = f"| {entry.name} | {len(recs)} |"
+        line = next(x for x in report.splitlines() if x.startswith(row))
+        assert f"{returns.mean():,.1f} ± {sd:,.1f}" in line
+        assert f"| {returns.min():,.1f} | {returns.max():,.1f} |" in line
+        # and the CSVs
+        with (grid / SUMMARY_CSV).open() as f:
+            summary = {r["name"]: r for r in csv.DictReader(f)}
+        assert float(summary[entry.name]["return_mean"]) == pytest.approx(returns.mean())
+        lo, hi = (
+            float(summary[entry.name]["return_iqm_lo"]),
+            float(summary[entry.name]["return_iqm_hi"]),
+        )
+        assert returns.min() - 1e-9 <= lo <= hi <= returns.max() + 1e-9
+    with (grid / RUNS_CSV).open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(preset.entries) * len(preset.seeds) + 5  # + the classical policies
+    for section in (
+        "Held-out scalarised return",
+        "Per objective",
+        "Latency",
+        "Sample efficiency",
+        "Equal wall-clock",
+        "Probability of improvement",
+        "Pareto analysis",
+    ):
+        assert f"## {section}" in report
+    for name in re.findall(r"!\[[^]]*\]\(figures/([^)]+)\)", report):
+        assert (grid / "figures" / name).read_bytes().startswith(PNG)
+    assert len(list((grid / "figures").glob("*.png"))) == 7
+
+
+def test_classical_policies_are_evaluated_on_the_same_episodes(grid: Path) -> None:
+    from impala_hybrid.envs.heuristics import HEURISTICS
+
+    for name in HEURISTICS:
+        rec = json.loads(cmp.eval_path(grid, f"classical_{name}").read_text())
+        assert rec["heldout"]["seed"] == 0 and rec["heldout"]["split"] == "eval"
+        assert np.isfinite(rec["validation_return"])
+
+
+def test_report_rebuilds_without_training(grid: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / cmp.META_FILE).write_bytes((grid / cmp.META_FILE).read_bytes())
+    for p in (grid / "evals").rglob("*.json"):  # the evaluation files alone suffice
+        target = copy / p.relative_to(grid)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(p.read_bytes())
+    assert main(["report", str(copy), "--reps", "500"]) == 0
+    ours = (copy / REPORT_FILE).read_text()
+    theirs = (grid / REPORT_FILE).read_text().replace(str(grid), str(copy))
+    # the tables without bootstrap intervals are identical (intervals depend on --reps)
+    strip = re.compile(r"\[[-\d., ]+\]")
+    assert strip.sub("", ours) == strip.sub("", theirs)
+
+
+def test_a_stopped_grid_resumes_to_the_same_numbers(grid: Path, tmp_path: Path) -> None:
+    preset = cmp.get_preset("tiny")
+    out = tmp_path / "resumed"
+    entry = preset.entries[0]
+    assert entry.family == "impala"
+    # seed 0's IMPALA run is stopped halfway by Ctrl-C (last.pt written) before the grid runs
+    run = cmp.run_dir(out, entry, 0)
+    trainer = start_run(cmp.impala_config(preset, entry, 0), run, runtime="serial")
+
+    def ctrl_c(t: Trainer) -> None:
+        if t.runtime.env_steps >= entry.steps // 2:
+            t.request_stop()
+
+    trainer.on_step = ctrl_c
+    assert trainer.run() == 130
+    assert not cmp.trained(out, preset, entry, 0)
+    assert cmp.compare(preset, out) == 0
+    first = json.loads(cmp.eval_path(grid, entry, 0).read_text())
+    again = json.loads(cmp.eval_path(out, entry, 0).read_text())
+    assert again["curve"]["env_steps"] == first["curve"]["env_steps"]
+    assert again["curve"]["return"] == pytest.approx(first["curve"]["return"])
+    assert again["heldout"]["return"] == pytest.approx(first["heldout"]["return"])
+    # a finished grid is not trained again: a second call changes no evaluation file
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "evals").rglob("*.json")}
+    assert cmp.compare(preset, out) == 0
+    assert {p: p.stat().st_mtime_ns for p in (out / "evals").rglob("*.json")} == stamps
+
+
+def test_errors_name_the_problem(grid: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["report", str(tmp_path)]) == 2
+    assert "not a comparison directory" in capsys.readouterr().err
+    other = dataclasses.replace(cmp.get_preset("tiny"), seeds=(0, 1, 2, 3))
+    with pytest.raises(ConfigError, match="another grid"):
+        cmp.compare(other, grid)
+    with pytest.raises(ConfigError, match="compare preset 'huge' is invalid"):
+        cmp.get_preset("huge")
+    with pytest.raises(ConfigError, match=r"Entry\.steps = 0"):
+        cmp.Entry("x", "impala", 0)
+    with pytest.raises(ConfigError, match=r"Entry\.family"):
+        cmp.Entry("x", "rllib", 10)
+
+
+def test_presets_state_their_grids() -> None:
+    for name in ("quick", "full"):
+        p = cmp.get_preset(name)
+        names = [e.name for e in p.entries]
+        for algo in (
+            "IMPALA-Hybrid",
+            "IMPALA-Hybrid (gated)",
+            "IMPALA-discrete",
+            "PPO",
+            "A2C",
+            "SAC",
+            "TD3",
+        ):
+            assert algo in names
+        assert len(p.seeds) >= 3
+        assert all(e.why for e in p.entries if e.group == "main")
+    full = cmp.get_preset("full")
+    assert sum(e.group == "ablation" for e in full.entries) == 7
