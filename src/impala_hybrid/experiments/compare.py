@@ -6,7 +6,8 @@ The protocol is the study's (``experiments/study.py``), for a grid of algorithms
 1. **Train** each entry of the preset on each seed into ``OUT/runs/<entry>/seed<S>``. IMPALA
    runs (and A3C, IMPALA-discrete and the ablations, which are IMPALA configs too) go through
    the trainer (``runtime/trainer.py``) on the serial runtime, so they are reproducible from
-   the seed. Stable-Baselines3 runs go through ``algos/sb3/train.py`` with
+   the seed (except A3C's: its two workers' updates interleave by timing). Stable-Baselines3
+   runs go through ``algos/sb3/train.py`` with
    :class:`~impala_hybrid.algos.sb3.train.ValidationCallback`. Either way, every
    ``steps / evals_per_run`` env steps the greedy policy plays the *validation* episodes
    (``Evaluator.policy_result``: the same episodes for every algorithm) into ``eval.jsonl``
@@ -150,7 +151,15 @@ def _main(scale: float, sb3_scale: float, a3c: bool) -> list[Entry]:
         ),
     ]
     if a3c:
-        entries.append(Entry("A3C", "impala", m, {"algorithm": "a3c"}, why="same budget as IMPALA"))
+        entries.append(
+            Entry(
+                "A3C",
+                "impala",
+                m,
+                preset="uav_a3c",
+                why="same budget as IMPALA; 2 workers x 32 envs x T = 32 (an IMPALA batch)",
+            )
+        )
     sb3 = [
         Entry(
             "PPO",
