@@ -128,7 +128,7 @@ _DISCRETE = {"discrete_levels": 4, "algo.entropy_coef_discrete": None}
 _SB3_REPLAY = {"n_envs": 8, "hyperparams": {"train_freq": 1, "gradient_steps": 1}}
 
 
-def _main(scale: float, sb3_scale: float, a3c: bool) -> list[Entry]:
+def _main(scale: float, sb3_scale: float) -> list[Entry]:
     """The plan's algorithms. IMPALA-family budgets are ``scale`` x 1M env steps; the SB3
     budgets are sized to their speed on the UAV env here (PPO ~2,400, A2C ~15,000 env
     steps/s; SAC and TD3 ~110 gradient steps/s, so 8 envs per gradient step)."""
@@ -149,17 +149,14 @@ def _main(scale: float, sb3_scale: float, a3c: bool) -> list[Entry]:
             _DISCRETE,
             why="IMPALA over 24 discretised actions (algos/discretised.py), same budget",
         ),
+        Entry(
+            "A3C",
+            "impala",
+            m,
+            preset="uav_a3c",
+            why="same budget as IMPALA; 2 workers x 32 envs x T = 32 (an IMPALA batch)",
+        ),
     ]
-    if a3c:
-        entries.append(
-            Entry(
-                "A3C",
-                "impala",
-                m,
-                preset="uav_a3c",
-                why="same budget as IMPALA; 2 workers x 32 envs x T = 32 (an IMPALA batch)",
-            )
-        )
     sb3 = [
         Entry(
             "PPO",
@@ -206,7 +203,7 @@ def quick() -> ComparePreset:
     """The plan's algorithms at 1M IMPALA env steps, 3 seeds: about 20 minutes on 2 cores."""
     return ComparePreset(
         "quick",
-        tuple(_main(1.0, 1.0, a3c=_has_a3c())),
+        tuple(_main(1.0, 1.0)),
         minutes=20.0,
         about="main algorithms only, 1M env steps for the IMPALA family, SB3 baselines sized "
         "to the same seconds; held-out: 128 episodes",
@@ -215,7 +212,7 @@ def quick() -> ComparePreset:
 
 def full() -> ComparePreset:
     """The plan's algorithms and the ablations, 3 seeds: about 2 hours on 2 cores."""
-    main = _main(3.0, 2.5, a3c=_has_a3c())
+    main = _main(3.0, 2.5)
     return ComparePreset(
         "full",
         tuple(main + _ablations(3_000_000)),
@@ -248,12 +245,6 @@ def tiny() -> ComparePreset:
         minutes=1.0,
         about="a test grid",
     )
-
-
-def _has_a3c() -> bool:
-    from impala_hybrid.experiments.spec import TrainConfig
-
-    return any(f.name == "algorithm" for f in dataclasses.fields(TrainConfig))
 
 
 PRESETS: dict[str, Callable[[], ComparePreset]] = {"quick": quick, "full": full, "tiny": tiny}

@@ -240,9 +240,10 @@ def plot_latency_cdfs(
                 )
             if counts.sum() <= 0:
                 continue  # no completion of this class
-            order = np.argsort(values, kind="stable")
-            cdf = np.cumsum(counts[order]) / counts.sum()
-            ax.step(values[order], cdf, where="post", color=f"C{i}", label=algo)
+            seen = counts > 0  # empty cells add no step (and would stretch the axis)
+            order = np.argsort(values[seen], kind="stable")
+            cdf = np.cumsum(counts[seen][order]) / counts.sum()
+            ax.step(values[seen][order], cdf, where="post", color=f"C{i}", label=algo)
         if deadlines and cls in deadlines:
             ax.axvline(deadlines[cls], color="k", ls=":", lw=1, label="deadline")
         ax.set_xlabel("latency (s)")
