@@ -91,7 +91,7 @@ def test_train_help_lists_the_presets_and_runtimes(capsys: pytest.CaptureFixture
     """The names are spelled out in cli.py (building the parser must not import torch); they
     must stay the real ones."""
     from impala_hybrid.experiments.spec import PRESETS
-    from impala_hybrid.runtime.trainer import RUNTIMES
+    from impala_hybrid.experiments.trainer import RUNTIMES
 
     assert (tuple(PRESETS), tuple(RUNTIMES)) == (cli.PRESET_NAMES, cli.RUNTIME_NAMES)
     assert cli.main(["train", "--help"]) == 0

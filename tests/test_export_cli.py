@@ -10,7 +10,7 @@ import pytest
 from impala_hybrid import cli
 from impala_hybrid.deploy import load_exported
 from impala_hybrid.evaluation.policy import TorchPolicy
-from impala_hybrid.runtime.trainer import load_run_model
+from impala_hybrid.experiments.trainer import load_run_model
 
 TINY = [
     "--set", "total_steps=256", "--set", "num_envs=4", "--set", "algo.batch_size=4",

@@ -12,7 +12,7 @@ import pytest
 from impala_hybrid import cli
 from impala_hybrid.deploy import load_exported
 from impala_hybrid.evaluation.policy import TorchPolicy
-from impala_hybrid.runtime.trainer import load_run_model
+from impala_hybrid.experiments.trainer import load_run_model
 from tests.deploy import assert_actions_match
 
 ENV = "impala_hybrid.envs.param_toys:goal"

@@ -15,8 +15,8 @@ import torch
 
 from impala_hybrid import cli
 from impala_hybrid.experiments.config_io import load_config
+from impala_hybrid.experiments.trainer import TIME_KEYS, Trainer, resume_run, start_run
 from impala_hybrid.runtime.checkpoint import load_checkpoint
-from impala_hybrid.runtime.trainer import TIME_KEYS, Trainer, resume_run, start_run
 
 # 32 env steps per learner step; 20 learner steps; log every 3; eval every 160 steps.
 # Both forms of --set: several items after one flag, and the flag repeated.
@@ -72,7 +72,7 @@ def test_progress_lines_when_not_a_terminal(
 ) -> None:
     """Piped output has no live progress bar: with no evaluations before the end, plain
     progress lines are the only sign of life (every PLAIN_PROGRESS_S seconds; 0 here)."""
-    monkeypatch.setattr("impala_hybrid.runtime.trainer.PLAIN_PROGRESS_S", 0.0)
+    monkeypatch.setattr("impala_hybrid.experiments.trainer.PLAIN_PROGRESS_S", 0.0)
     out = tmp_path / "quiet"
     assert cli.main(["train", *TINY, "--set", "eval_interval=0", "--out", str(out)]) == 0
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("train ")]

@@ -300,8 +300,8 @@ def _load_runs(run_dirs: list[str], checkpoint: str) -> list[tuple[str, tuple[An
     """``(name, (TrainConfig, model), on the UAV env)`` for each trained run directory."""
     from impala_hybrid import UAVNET_ID
     from impala_hybrid.envs.factory import EnvSpecError
+    from impala_hybrid.experiments.trainer import RunDirError, load_run_model
     from impala_hybrid.runtime.checkpoint import CheckpointError
-    from impala_hybrid.runtime.trainer import RunDirError, load_run_model
 
     out = []
     for run_dir in run_dirs:
@@ -315,7 +315,7 @@ def _load_runs(run_dirs: list[str], checkpoint: str) -> list[tuple[str, tuple[An
 
 def _policy(cfg: Any, model: Any, weights: Any) -> Any:
     """A run's greedy policy; a preference-conditioned one held at ``weights``."""
-    from impala_hybrid.runtime.trainer import run_policy
+    from impala_hybrid.experiments.trainer import run_policy
 
     try:
         return run_policy(cfg, model, weights if cfg.preference != "none" else None)
@@ -442,7 +442,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 # --- train ----------------------------------------------------------------------------------
 
 
-#: ``experiments.spec.PRESETS`` and ``runtime.trainer.RUNTIMES`` keys, spelled out so that
+#: ``experiments.spec.PRESETS`` and ``experiments.trainer.RUNTIMES`` keys, spelled out so that
 #: building the parser does not import torch (tests/test_cli.py keeps them in sync).
 PRESET_NAMES = (
     "cartpole", "pendulum", "param_choice", "uav_hybrid", "uav_warm", "cartpole_a3c", "uav_a3c",
@@ -510,9 +510,9 @@ def _add_train(sub: Any) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from impala_hybrid.envs.factory import EnvSpecError
     from impala_hybrid.experiments.config_io import load_config
+    from impala_hybrid.experiments.trainer import RunDirError, resume_run, start_run
     from impala_hybrid.models.spaces import SpaceError
     from impala_hybrid.runtime.checkpoint import CheckpointError
-    from impala_hybrid.runtime.trainer import RunDirError, resume_run, start_run
 
     console = _console()
     if args.address is not None:  # a JSON string is a YAML scalar: HOST:PORT stays a string
@@ -574,8 +574,8 @@ EXPORT_SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "npz": ".npz"}
 def cmd_export(args: argparse.Namespace) -> int:
     from impala_hybrid.deploy import export_model
     from impala_hybrid.envs.factory import EnvSpecError
+    from impala_hybrid.experiments.trainer import RunDirError, load_run_model, objective_names
     from impala_hybrid.runtime.checkpoint import CheckpointError
-    from impala_hybrid.runtime.trainer import RunDirError, load_run_model, objective_names
 
     try:
         cfg, model = load_run_model(args.run, args.checkpoint)

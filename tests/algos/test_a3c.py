@@ -21,11 +21,11 @@ from impala_hybrid.algos.impala.config import IMPALAConfig
 from impala_hybrid.algos.impala.learner import make_optimizer
 from impala_hybrid.experiments.config_io import config_from_dict, load_config
 from impala_hybrid.experiments.spec import TrainConfig
+from impala_hybrid.experiments.trainer import Trainer, load_run_model, start_run
 from impala_hybrid.models.actor_critic import ModelConfig
 from impala_hybrid.runtime.a3c import A3CRun, build_a3c_learner, worker_seed
 from impala_hybrid.runtime.checkpoint import load_checkpoint
 from impala_hybrid.runtime.serial import make_env
-from impala_hybrid.runtime.trainer import Trainer, load_run_model, start_run
 from impala_hybrid.types import Batch
 from impala_hybrid.validation import ConfigError
 

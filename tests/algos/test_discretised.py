@@ -12,8 +12,8 @@ from impala_hybrid.algos.discretised import ActionTable, DiscretisedVectorEnv
 from impala_hybrid.envs.config import UAVNetConfig
 from impala_hybrid.envs.factory import make_vector_env
 from impala_hybrid.evaluation.rollout import evaluate
+from impala_hybrid.experiments.trainer import run_policy
 from impala_hybrid.runtime.serial import make_env, train_serial
-from impala_hybrid.runtime.trainer import run_policy
 from impala_hybrid.validation import ConfigError
 from tests.runtime import uav
 

@@ -149,13 +149,13 @@ def test_errors() -> None:
 def test_action_value_check_of_a_trained_run(
     tmp_path: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``evaluation.action_values`` on a tiny CLI run; with the advantage head zeroed, ``Q``
+    """``experiments.action_values`` on a tiny CLI run; with the advantage head zeroed, ``Q``
     is ``V`` exactly, so both errors agree and the spread is 0."""
     from pathlib import Path
 
     from impala_hybrid import cli
-    from impala_hybrid.evaluation import action_values
-    from impala_hybrid.runtime.trainer import load_run_model
+    from impala_hybrid.experiments import action_values
+    from impala_hybrid.experiments.trainer import load_run_model
 
     out = Path(str(tmp_path)) / "run"
     tiny = [

@@ -13,9 +13,9 @@ from impala_hybrid.algos.impala.config import IMPALAConfig
 from impala_hybrid.envs.factory import make_vector_env
 from impala_hybrid.envs.preference import PreferenceVectorEnv
 from impala_hybrid.experiments.spec import TrainConfig
+from impala_hybrid.experiments.trainer import run_policy
 from impala_hybrid.models.actor_critic import ModelConfig
 from impala_hybrid.runtime.serial import build, make_env, train_serial
-from impala_hybrid.runtime.trainer import run_policy
 from impala_hybrid.validation import ConfigError
 
 UAV = "impala_hybrid/UAVNet-v0"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from impala_hybrid.evaluation.episodes import evaluate_episodes
-from impala_hybrid.runtime.trainer import is_new_best
+from impala_hybrid.evaluation.selection import is_new_best
 
 
 class _Coin(gym.Env[np.ndarray, int]):

@@ -134,7 +134,7 @@ def test_non_finite_results_are_written_as_null_like_the_run_logs() -> None:
     rule the trainer's eval.jsonl uses (every non-finite float is null)."""
     import dataclasses
 
-    from impala_hybrid.runtime.trainer import _json_line
+    from impala_hybrid.experiments.trainer import _json_line
 
     r = dataclasses.replace(run("local_only", num_envs=2), return_mean=np.inf)
     r.objectives["latency"] = {"mean": -np.inf, "std": np.nan}

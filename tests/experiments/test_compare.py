@@ -15,7 +15,7 @@ import pytest
 from impala_hybrid.cli import main
 from impala_hybrid.experiments import compare as cmp
 from impala_hybrid.experiments.report import REPORT_FILE, RUNS_CSV, SUMMARY_CSV
-from impala_hybrid.runtime.trainer import Trainer, start_run
+from impala_hybrid.experiments.trainer import Trainer, start_run
 from impala_hybrid.validation import ConfigError
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -33,8 +33,8 @@ from impala_hybrid.experiments.pbt import (
     summarize,
 )
 from impala_hybrid.experiments.spec import TrainConfig, cartpole, pendulum, uav_hybrid
+from impala_hybrid.experiments.trainer import LAST, Trainer
 from impala_hybrid.runtime.checkpoint import load_checkpoint
-from impala_hybrid.runtime.trainer import LAST, Trainer
 from impala_hybrid.validation import ConfigError
 from tests.runtime import uav
 

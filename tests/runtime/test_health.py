@@ -45,8 +45,8 @@ def test_trainer_prints_and_logs_the_warning(tmp_path) -> None:  # type: ignore[
 
     from impala_hybrid.algos.impala.config import IMPALAConfig
     from impala_hybrid.experiments.spec import TrainConfig
+    from impala_hybrid.experiments.trainer import start_run
     from impala_hybrid.models.actor_critic import ModelConfig
-    from impala_hybrid.runtime.trainer import start_run
 
     cfg = TrainConfig(env="CartPole-v1", num_envs=4, total_steps=160, eval_interval=32,
                       model=ModelConfig(hidden=(8,)),

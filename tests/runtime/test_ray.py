@@ -359,7 +359,7 @@ def test_missing_ray_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_core_modules_do_not_import_ray() -> None:
     code = (
-        "import sys, impala_hybrid.cli, impala_hybrid.runtime.trainer; "
+        "import sys, impala_hybrid.cli, impala_hybrid.experiments.trainer; "
         "sys.exit('ray' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

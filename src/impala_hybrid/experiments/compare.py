@@ -5,14 +5,14 @@ The protocol is the study's (``experiments/study.py``), for a grid of algorithms
 
 1. **Train** each entry of the preset on each seed into ``OUT/runs/<entry>/seed<S>``. IMPALA
    runs (and A3C, IMPALA-discrete and the ablations, which are IMPALA configs too) go through
-   the trainer (``runtime/trainer.py``) on the serial runtime, so they are reproducible from
+   the trainer (``experiments/trainer.py``) on the serial runtime, so they are reproducible from
    the seed (except A3C's: its two workers' updates interleave by timing). Stable-Baselines3
    runs go through ``algos/sb3/train.py`` with
    :class:`~impala_hybrid.algos.sb3.train.ValidationCallback`. Either way, every
    ``steps / evals_per_run`` env steps the greedy policy plays the *validation* episodes
    (``Evaluator.policy_result``: the same episodes for every algorithm) into ``eval.jsonl``
    (the learning curve, with env steps and training seconds), and the best evaluation's
-   weights are kept (``runtime.trainer.is_new_best``).
+   weights are kept (``experiments.trainer.is_new_best``).
 2. **Evaluate** each run's best checkpoint, and the classical policies, on the *held-out*
    episodes (the ``eval`` split: disjoint from the validation one, so nothing was chosen on
    them) with common random numbers: every policy meets the same arrivals, incidents and
@@ -336,7 +336,7 @@ def train(out: Path, preset: ComparePreset, entry: Entry, seed: int) -> int:
         return 0
     if entry.family == "sb3":
         return _train_sb3(preset, entry, seed, d)
-    from impala_hybrid.runtime.trainer import LAST, resume_run, start_run
+    from impala_hybrid.experiments.trainer import LAST, resume_run, start_run
 
     with _log(d) as log:
         console = Console(file=log, width=120)
@@ -358,7 +358,7 @@ def _log(d: Path) -> Any:
 def _train_sb3(preset: ComparePreset, entry: Entry, seed: int, d: Path) -> int:
     from impala_hybrid.algos.sb3.train import ValidationCallback, train_sb3
     from impala_hybrid.experiments.spec import TrainConfig
-    from impala_hybrid.runtime.trainer import Evaluator
+    from impala_hybrid.experiments.trainer import Evaluator
 
     if d.exists():
         shutil.rmtree(d)  # a killed SB3 run starts again (module docstring)
@@ -440,7 +440,7 @@ def deployed_policy(entry: Entry, d: Path) -> tuple[Any, Any, str]:
         run = load_sb3(d, checkpoint="best")
         return run.policy, run.policy, "SB3 predict (torch, greedy)"
     from impala_hybrid.deploy.inference import NumpyPolicy
-    from impala_hybrid.runtime.trainer import load_run_model, run_policy
+    from impala_hybrid.experiments.trainer import load_run_model, run_policy
 
     cfg, model = load_run_model(d, "best")
     try:
@@ -513,7 +513,7 @@ def evaluate_classical(out: Path, preset: ComparePreset) -> dict[str, Path]:
     from impala_hybrid.envs.config import UAVNetConfig
     from impala_hybrid.envs.heuristics import HEURISTICS, make_heuristic
     from impala_hybrid.experiments.spec import TrainConfig
-    from impala_hybrid.runtime.trainer import Evaluator
+    from impala_hybrid.experiments.trainer import Evaluator
 
     paths = {}
     config = UAVNetConfig(**preset.env_kwargs)

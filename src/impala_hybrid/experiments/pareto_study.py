@@ -76,7 +76,7 @@ def evaluate_sets(
     """Objective vectors of every policy set on the held-out episodes, and their HV and EU."""
     from impala_hybrid.envs.heuristics import HEURISTICS, make_heuristic
     from impala_hybrid.evaluation.rollout import evaluate
-    from impala_hybrid.runtime.trainer import load_run_model, run_policy
+    from impala_hybrid.experiments.trainer import load_run_model, run_policy
 
     env_cfg = UAVNetConfig(**base.env_kwargs)
     weights = study_weights(np.asarray(env_cfg.weights))

@@ -11,7 +11,7 @@ What is ours and what is Tune's: Tune schedules the trials, ranks them and decid
 whom and with which new hyperparameters. Everything a trial trains, saves and loads is ours:
 
 * Each trial is a run directory ``OUT/trials/trial_<i>/`` written by the trainer
-  (``runtime/trainer.py``: ``config.yaml``, ``metrics.jsonl``, ``eval.jsonl``, TensorBoard,
+  (``experiments/trainer.py``: ``config.yaml``, ``metrics.jsonl``, ``eval.jsonl``, TensorBoard,
   ``checkpoints/last.pt`` and ``best.pt``), trained one round at a time with
   ``Trainer.run(until=...)`` under the serial or local runtime, so ``impala-hybrid eval --run``
   and ``export --run`` work on any trial. A round starts a new ``Trainer`` from ``last.pt``:
@@ -422,7 +422,7 @@ class PBTTrial:
     def start(self, checkpoint: str | Path | None) -> None:
         """Begin a new run directory, or continue from a Tune checkpoint directory: the
         trial's own (a restart) or a donor's (an exploit, recorded in the history)."""
-        from impala_hybrid.runtime.trainer import BEST, LAST
+        from impala_hybrid.experiments.trainer import BEST, LAST
 
         self.history.parent.mkdir(parents=True, exist_ok=True)
         if checkpoint is None:  # a new trial, or one restarted before its first report
@@ -472,8 +472,8 @@ class PBTTrial:
         self.history.write_text("".join(json.dumps(r) + "\n" for r in lines))
 
     def _trainer(self, console: Console) -> Any:
+        from impala_hybrid.experiments.trainer import LAST, Evaluator, Trainer, start_run
         from impala_hybrid.runtime.checkpoint import load_checkpoint
-        from impala_hybrid.runtime.trainer import LAST, Evaluator, Trainer, start_run
 
         evaluator = Evaluator(self.base)  # the base objective: one scale for everyone
         last = self.run_dir / LAST
@@ -494,7 +494,7 @@ class PBTTrial:
     def train_round(self) -> tuple[dict[str, Any], Path]:
         """Train to the next round's end, evaluate, record it; the metrics to report and the
         checkpoint directory to hand Tune."""
-        from impala_hybrid.runtime.trainer import BEST, LAST
+        from impala_hybrid.experiments.trainer import BEST, LAST
 
         target = min((self.env_steps // self.pbt.interval + 1) * self.pbt.interval,
                      self.cfg.total_steps)  # fmt: skip

@@ -60,7 +60,7 @@ def _finished(run_dir: Path, total_steps: int) -> bool:
 def train_seeds(cfg: TrainConfig, seeds: Sequence[int], runs: Path, runtime: str) -> list[Path]:
     """Train ``cfg`` once per seed into ``runs/seed<S>`` (resume or skip what exists)."""
     from impala_hybrid.experiments.config_io import save_config
-    from impala_hybrid.runtime.trainer import resume_run, start_run
+    from impala_hybrid.experiments.trainer import resume_run, start_run
 
     dirs = []
     for seed in seeds:
@@ -106,7 +106,7 @@ def evaluate_study(
     run_dirs: Sequence[Path], env_cfg: UAVNetConfig, *, episodes: int, num_envs: int, seed: int
 ) -> dict[str, EvalResult]:
     """Classical policies and each run's best and last checkpoint on the eval split."""
-    from impala_hybrid.runtime.trainer import load_run_model
+    from impala_hybrid.experiments.trainer import load_run_model
 
     if episodes < 1 or num_envs < 1 or episodes % num_envs:
         raise ValueError(

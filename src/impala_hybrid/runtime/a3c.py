@@ -63,8 +63,8 @@ import torch
 from impala_hybrid.algos.a3c.learner import A3CLearner
 from impala_hybrid.algos.impala.actor import Actor
 from impala_hybrid.algos.impala.learner import Learner
-from impala_hybrid.experiments.spec import TrainConfig, reward_setup
 from impala_hybrid.runtime.allocator import keep_freed_memory
+from impala_hybrid.runtime.config import TrainConfig, reward_setup
 from impala_hybrid.runtime.local import actor_seed, stop_processes
 from impala_hybrid.runtime.progress import Budget, Progress
 from impala_hybrid.runtime.serial import TrainResult, build_learner, make_env, run_to_completion
@@ -140,7 +140,7 @@ def _worker_main(
 
 
 class A3CRun(Budget):
-    """A3C as a runtime object for the trainer (``runtime/trainer.py``): the workers make
+    """A3C as a runtime object for the trainer (``experiments/trainer.py``): the workers make
     about ``a3c.updates_per_step`` updates each per :meth:`step` (module docstring).
 
     ``learner`` is the shared learner: its ``model`` is the shared model (evaluation and

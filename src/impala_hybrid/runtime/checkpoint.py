@@ -17,7 +17,7 @@ Why each piece:
 
 Layout of the saved dict: ``{"format": FORMAT, "version": VERSION, "digest": hex,
 "payload": {...}}``; the payload is whatever the caller passes (the trainer stores the
-config, the runtime state and its own counters, see ``runtime/trainer.py``).
+config, the runtime state and its own counters, see ``experiments/trainer.py``).
 """
 
 from __future__ import annotations

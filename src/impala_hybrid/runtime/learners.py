@@ -21,8 +21,8 @@ import torch
 
 from impala_hybrid.algos.comm import TorchDistComm
 from impala_hybrid.algos.impala.learner import Learner
-from impala_hybrid.experiments.spec import TrainConfig
 from impala_hybrid.runtime.allocator import keep_freed_memory
+from impala_hybrid.runtime.config import TrainConfig
 from impala_hybrid.runtime.serial import build_learner, make_env
 from impala_hybrid.types import Batch
 

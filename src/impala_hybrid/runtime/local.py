@@ -65,9 +65,9 @@ from rich.console import Console
 from impala_hybrid.algos.comm import TorchDistComm
 from impala_hybrid.algos.impala.actor import Actor
 from impala_hybrid.algos.impala.learner import Learner
-from impala_hybrid.experiments.spec import TrainConfig, reward_setup
 from impala_hybrid.models.actor_critic import ActorCritic
 from impala_hybrid.runtime.allocator import keep_freed_memory
+from impala_hybrid.runtime.config import TrainConfig, reward_setup
 from impala_hybrid.runtime.learners import free_port, join_learners, serve_learner, shards
 from impala_hybrid.runtime.loop import AsyncRun
 from impala_hybrid.runtime.serial import (

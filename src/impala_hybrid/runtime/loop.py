@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from impala_hybrid.experiments.spec import TrainConfig
+from impala_hybrid.runtime.config import TrainConfig
 from impala_hybrid.runtime.progress import Budget, LearnerView, Progress
 from impala_hybrid.runtime.serial import make_replay
 from impala_hybrid.types import Batch

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 if TYPE_CHECKING:
-    from impala_hybrid.experiments.spec import TrainConfig
     from impala_hybrid.models.actor_critic import ActorCritic
+    from impala_hybrid.runtime.config import TrainConfig
     from impala_hybrid.types import Batch
 
 

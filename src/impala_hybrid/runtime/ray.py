@@ -63,7 +63,7 @@ latest after ``GROUP_TIMEOUT``); ``--resume`` continues from the last checkpoint
 Where the learners run (``RayConfig.learner_placement``, :func:`learner_layout`):
 
 * ``driver``: rank 0 is a :class:`Learner` in the driver process, as above. The trainer
-  (evaluation, checkpoints, signals, progress; ``runtime/trainer.py``) reads ``run.learner``
+  (evaluation, checkpoints, signals, progress; ``experiments/trainer.py``) reads ``run.learner``
   between steps with no network hop, on the driver's CPU threads (``torch_threads``).
 * ``actor``: every rank is a :class:`LearnerWorker` Ray actor with ``learner_cpus`` and
   ``learner_gpus`` each, so Ray puts the learners on the nodes that have the GPUs and the
@@ -104,9 +104,9 @@ from rich.console import Console
 
 from impala_hybrid.algos.impala.actor import Actor
 from impala_hybrid.algos.impala.learner import Learner
-from impala_hybrid.experiments.spec import RayConfig, TrainConfig, reward_setup
 from impala_hybrid.models.actor_critic import ActorCritic
 from impala_hybrid.runtime.allocator import keep_freed_memory
+from impala_hybrid.runtime.config import RayConfig, TrainConfig, reward_setup
 from impala_hybrid.runtime.learners import (
     LearnerWorker,
     free_port,

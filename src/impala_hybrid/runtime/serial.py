@@ -31,11 +31,11 @@ from impala_hybrid.algos.impala.actor import Actor
 from impala_hybrid.algos.impala.learner import Learner
 from impala_hybrid.envs.factory import make_vector_env
 from impala_hybrid.envs.preference import PreferenceVectorEnv
-from impala_hybrid.experiments.spec import TrainConfig, constraint_components, reward_setup
 from impala_hybrid.models.actor_critic import ActorCritic
 from impala_hybrid.models.spaces import action_spec, obs_dim
 from impala_hybrid.models.zones import ZoneStructure
 from impala_hybrid.runtime.allocator import keep_freed_memory
+from impala_hybrid.runtime.config import TrainConfig, constraint_components, reward_setup
 from impala_hybrid.runtime.progress import Budget, Progress
 from impala_hybrid.runtime.replay import UnrollReplay
 from impala_hybrid.threads import torch_threads
@@ -134,7 +134,7 @@ def build_learner(
     """The learner of ``cfg`` for ``env``'s spaces, the one place every runtime makes one:
     its model (:func:`build_initial_model`: warm-started if configured, unless ``warm`` is
     False or this is not rank 0 of ``comm``, whose weights then overwrite these), the
-    reward components' weights and the constraint components (``experiments.spec``).
+    reward components' weights and the constraint components (``runtime.config``).
     ``kind``: the learner class (A3C's subclass, ``algos/a3c``), given ``extra`` too."""
     _, weights = reward_setup(cfg, env)
     rank0 = comm is None or comm.rank == 0
@@ -184,7 +184,7 @@ def make_replay(cfg: TrainConfig) -> UnrollReplay | None:
 class SerialRun(Budget):
     """The serial training loop as an object: one learner step per :meth:`step`.
 
-    Why an object: the run-directory layer (``runtime/trainer.py``) interleaves evaluation,
+    Why an object: the run-directory layer (``experiments/trainer.py``) interleaves evaluation,
     checkpoints and signal handling between learner steps, and a checkpoint must capture the
     loop's own accumulators (the partial progress record), not only the learner and actor.
     :meth:`state_dict` at a learner-step boundary, loaded into a fresh ``SerialRun`` of the

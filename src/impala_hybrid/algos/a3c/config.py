@@ -14,12 +14,10 @@ and the ``local`` and ``ray`` sections are IMPALA's and A3C ignores them.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
 
+from impala_hybrid.algos.impala.config import IMPALAConfig
+from impala_hybrid.models.actor_critic import ModelConfig
 from impala_hybrid.validation import ConfigError, spec, validate
-
-if TYPE_CHECKING:
-    from impala_hybrid.experiments.spec import TrainConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,8 +45,9 @@ class A3CConfig:
         validate(self)
 
 
-def check_a3c(cfg: TrainConfig) -> None:
-    """Refuse the IMPALA options that do not carry over to A3C, naming the field.
+def check_a3c(algo: IMPALAConfig, model: ModelConfig) -> None:
+    """Refuse the IMPALA options (``TrainConfig.algo``, ``.model``) that do not carry over to
+    A3C, naming the field.
 
     Each worker updates the shared parameters in its own process, so state a learner keeps
     besides the parameters and the optimizer statistics would be one copy per worker that the
@@ -58,7 +57,6 @@ def check_a3c(cfg: TrainConfig) -> None:
     Zone-tied networks cache their assembled weights by version counters that a write from
     another process does not bump, so the trainer would evaluate stale weights.
     """
-    algo, model = cfg.algo, cfg.model
     why = "is invalid with TrainConfig.algorithm = 'a3c'"
     off = {
         "IMPALAConfig.popart": (algo.popart, "PopArt's statistics are per-learner state"),

@@ -142,7 +142,7 @@ class Learner:
         """``comm``: the other learners of a synchronous multi-learner step (default: none);
         rank 0's initial weights are broadcast to the others. ``constraints``: name -> index
         of each reward component that is a constraint's slack ``limit - cost``
-        (``experiments.spec.constraint_components``), whose weight is a learned Lagrange
+        (``runtime.config.constraint_components``), whose weight is a learned Lagrange
         multiplier with ``config.lagrange``. ``preference_dims = K > 0``: the observations'
         last ``K`` entries are each episode's objective weights (``envs/preference.py``),
         which replace the first ``K`` reward weights step by step (:meth:`step_weights`).

@@ -20,7 +20,7 @@ What we write by hand, and why:
   written to ``eval.jsonl`` as the trainer writes ours (``env_steps``, ``wall_s`` of training
   without the evaluations, ``return_mean``, ``return_std``), and the best one kept as
   ``best_model.zip`` (with ``best_vecnormalize.pkl``), chosen by the trainer's own rule
-  (``runtime.trainer.is_new_best``). SB3's ``EvalCallback`` does the same on a Gym env with
+  (``evaluation.selection.is_new_best``). SB3's ``EvalCallback`` does the same on a Gym env with
   SB3's ``evaluate_policy``; ours uses our evaluation (common random numbers, the same
   validation seeds as every other algorithm), so the checkpoints are chosen alike.
 
@@ -157,7 +157,7 @@ class ValidationCallback(BaseCallback):
         (self.out / EVAL_FILE).write_text("")
 
     def _evaluate(self) -> None:
-        from impala_hybrid.runtime.trainer import is_new_best
+        from impala_hybrid.evaluation.selection import is_new_best
 
         t0 = time.perf_counter()
         wall = t0 - self.start - self.eval_seconds

@@ -12,7 +12,7 @@ itself. Everything a user keeps from a run lives here, in one directory::
       checkpoints/last.pt       latest state (every checkpoint_interval env steps, at the end,
                                 and on Ctrl-C / SIGTERM)
       checkpoints/best.pt       state at the best evaluation return so far (the later one on
-                                ties within one standard error, :func:`is_new_best`)
+                                ties within one standard error, ``is_new_best``)
 
 Evaluation runs every ``eval_interval`` env steps and at the end, on the same fixed seeds
 every time: on the UAV env with ``evaluation.rollout.evaluate`` (common random numbers, so
@@ -60,16 +60,17 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
 from impala_hybrid import UAVNET_ID
+from impala_hybrid.evaluation.selection import is_new_best
 from impala_hybrid.experiments.config_io import (
     config_from_dict,
     config_to_dict,
     load_config,
     save_config,
 )
-from impala_hybrid.experiments.spec import TrainConfig
 from impala_hybrid.jsonsafe import json_safe
 from impala_hybrid.runtime.a3c import A3CRun
 from impala_hybrid.runtime.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from impala_hybrid.runtime.config import TrainConfig
 from impala_hybrid.runtime.health import CliffWatch
 from impala_hybrid.runtime.local import LocalRun
 from impala_hybrid.runtime.progress import LearnerView
@@ -252,24 +253,6 @@ class Evaluator:
             "length_mean": stats["length"]["mean"],
             "info": stats["info"],
         }
-
-
-def is_new_best(ret: float | None, std: float, episodes: int, best: float | None) -> bool:
-    """Whether an evaluation with mean return ``ret`` (sample std ``std`` over ``episodes``)
-    replaces ``best.pt``, given the best mean so far ``best``.
-
-    Ties within noise go to the later checkpoint: ``ret >= best - std / sqrt(episodes)``
-    (one standard error). With a strict ``>``, a run on a plateau (a success rate of 1.0 at
-    every evaluation, or returns that differ only by evaluation noise) kept its earliest
-    checkpoint, trained least. ``best`` stays the maximum mean seen (the caller keeps it),
-    so a slow decline cannot ratchet the selection down by more than one standard error.
-    """
-    if ret is None or not math.isfinite(ret):
-        return False
-    if best is None:
-        return True
-    noise = std / math.sqrt(episodes) if math.isfinite(std) and episodes > 1 else 0.0
-    return ret >= best - noise
 
 
 # --- the trainer ----------------------------------------------------------------------------

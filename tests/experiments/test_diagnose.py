@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from impala_hybrid.envs.heuristics import make_heuristic
-from impala_hybrid.evaluation.diagnose import main, transfer_diagnostics
+from impala_hybrid.experiments.diagnose import main, transfer_diagnostics
 
 
 def test_maxweight_beams_to_the_hottest_zone() -> None:

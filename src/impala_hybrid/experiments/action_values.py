@@ -7,7 +7,7 @@ advantages are noise and the gradient carries nothing. This plays fresh unrolls 
 own policy (its actor, seeded apart from training) and compares the two predictors' mean
 squared errors on the same targets, and reports the spread of the learned advantages.
 
-Run: ``python -m impala_hybrid.evaluation.action_values --run RUN_DIR [--run ...]``.
+Run: ``python -m impala_hybrid.experiments.action_values --run RUN_DIR [--run ...]``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from impala_hybrid.runtime.trainer import load_run_model
+from impala_hybrid.experiments.trainer import load_run_model
 
 
 def action_value_check(
@@ -60,7 +60,7 @@ def action_value_check(
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m impala_hybrid.evaluation.action_values")
+    p = argparse.ArgumentParser(prog="python -m impala_hybrid.experiments.action_values")
     p.add_argument("--run", action="append", required=True, help="run directory (repeatable)")
     p.add_argument("--checkpoint", default="last", choices=("best", "last"))
     p.add_argument("--unrolls", type=int, default=20)

@@ -7,7 +7,7 @@ out and reports, over the steps where some L-UAV's emergency queue is high ("hot
 log-scaled queue feature above ``hot``), how often the beam pulls from the hottest zone (what
 MaxWeight does), the distribution of transfer actions, and the mean service intensities.
 
-Run: ``python -m impala_hybrid.evaluation.diagnose --run RUN_DIR [--run RUN_DIR ...]``.
+Run: ``python -m impala_hybrid.experiments.diagnose --run RUN_DIR [--run RUN_DIR ...]``.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def transfer_diagnostics(
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m impala_hybrid.evaluation.diagnose",
+        prog="python -m impala_hybrid.experiments.diagnose",
         description="Where a policy sends the beam when an emergency queue builds up.",
     )
     p.add_argument("--run", action="append", default=[], help="run directory (best.pt)")
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from impala_hybrid.envs.heuristics import make_heuristic
     from impala_hybrid.evaluation.policy import TorchPolicy
-    from impala_hybrid.runtime.trainer import load_run_model
+    from impala_hybrid.experiments.trainer import load_run_model
 
     policies: list[tuple[str, Any]] = [(n, make_heuristic(n)) for n in args.policy]
     policies += [(r, TorchPolicy(load_run_model(r)[1])) for r in args.run]
