@@ -47,6 +47,7 @@ import numpy as np
 from impala_hybrid.envs.config import CLASS_NAMES, OBJECTIVE_NAMES
 from impala_hybrid.experiments.compare import (
     ComparePreset,
+    Entry,
     eval_path,
     load_meta,
 )
@@ -221,6 +222,15 @@ def pareto_summary(
 # --- the report -----------------------------------------------------------------------------
 
 
+def _config(e: Entry) -> str:
+    """An entry's config as a user would write it: the preset and ``--set`` fields, or the
+    SB3Config fields."""
+    if e.family == "sb3":
+        return f"SB3Config `{json.dumps(dict(e.settings))}`"
+    sets = " ".join(f"{k}={json.dumps(v)}" for k, v in e.settings.items())
+    return f"preset `{e.preset}`" + (f" `--set {sets}`" if sets else "")
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -280,11 +290,8 @@ def write_report(out: str | Path, *, reps: int = 2000) -> Path:
         "## Budgets (env steps per seed) and why",
         "",
         _table(
-            ["entry", "family", "env steps", "settings", "why"],
-            [
-                [e.name, e.family, f"{e.steps:,}", f"`{json.dumps(dict(e.settings))}`", e.why]
-                for e in preset.entries
-            ],
+            ["entry", "config", "env steps", "why"],
+            [[e.name, _config(e), f"{e.steps:,}", e.why] for e in preset.entries],
         ),
         "",
     ]
