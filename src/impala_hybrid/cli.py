@@ -297,26 +297,42 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _load_runs(run_dirs: list[str], checkpoint: str) -> list[tuple[str, tuple[Any, Any], bool]]:
-    """``(name, (TrainConfig, model), on the UAV env)`` for each trained run directory."""
+    """``(name, (config, model), on the UAV env)`` for each trained run directory: a
+    ``TrainConfig`` and its ``ActorCritic`` (IMPALA, A3C), or an ``SB3Config`` and its
+    ``SB3Run`` (a Stable-Baselines3 baseline, e.g. from ``impala-hybrid compare``)."""
     from impala_hybrid import UAVNET_ID
     from impala_hybrid.envs.factory import EnvSpecError
     from impala_hybrid.experiments.trainer import RunDirError, load_run_model
     from impala_hybrid.runtime.checkpoint import CheckpointError
 
-    out = []
+    out: list[tuple[str, tuple[Any, Any], bool]] = []
     for run_dir in run_dirs:
+        name = f"run:{Path(run_dir).name}"
+        if (Path(run_dir) / "sb3_config.yaml").is_file():
+            from impala_hybrid.algos.sb3 import load_sb3
+
+            try:
+                run = load_sb3(run_dir, checkpoint)
+            except (ConfigError, OSError, ValueError) as e:
+                raise CliError(f"--run {run_dir}: {e}") from None
+            out.append((name, (run.config, run), run.config.env == UAVNET_ID))
+            continue
         try:
             cfg, model = load_run_model(run_dir, checkpoint)
         except (ConfigError, CheckpointError, RunDirError, EnvSpecError) as e:
             raise CliError(str(e)) from None
-        out.append((f"run:{Path(run_dir).name}", (cfg, model.eval()), cfg.env == UAVNET_ID))
+        out.append((name, (cfg, model.eval()), cfg.env == UAVNET_ID))
     return out
 
 
 def _policy(cfg: Any, model: Any, weights: Any) -> Any:
-    """A run's greedy policy; a preference-conditioned one held at ``weights``."""
+    """A run's greedy policy; a preference-conditioned one held at ``weights`` (a Stable-
+    Baselines3 baseline is never conditioned: its own policy)."""
     from impala_hybrid.experiments.trainer import run_policy
+    from impala_hybrid.runtime.config import TrainConfig
 
+    if not isinstance(cfg, TrainConfig):  # an SB3Config: model is its SB3Run
+        return model.policy
     try:
         return run_policy(cfg, model, weights if cfg.preference != "none" else None)
     except ConfigError as e:
@@ -577,6 +593,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     from impala_hybrid.experiments.trainer import RunDirError, load_run_model, objective_names
     from impala_hybrid.runtime.checkpoint import CheckpointError
 
+    if (Path(args.run) / "sb3_config.yaml").is_file():
+        raise CliError(
+            f"{args.run} is a Stable-Baselines3 run: export writes IMPALA and A3C policies; a "
+            "baseline's policy is its model.zip (best_model.zip), loaded by SB3 or load_sb3"
+        )
     try:
         cfg, model = load_run_model(args.run, args.checkpoint)
     except (ConfigError, CheckpointError, RunDirError, EnvSpecError) as e:

@@ -116,3 +116,30 @@ def test_validation_callback_logs_the_curve_and_keeps_the_best_model(tmp_path: P
     assert not np.array_equal(best.policy(obs)["intensity"], last.policy(obs)["intensity"])
     with pytest.raises(ValueError, match="checkpoint 'first' is invalid"):
         load_sb3(tmp_path, "first")
+
+
+def test_eval_cli_scores_a_baseline_run_like_any_other(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from impala_hybrid.cli import main
+
+    cfg = SB3Config(algo="ppo", total_steps=128, n_envs=2, env_kwargs={"episode_steps": EPISODE},
+                    hyperparams=SMOKE["ppo"], seed=3)  # fmt: skip
+    run = train_sb3(cfg, out_dir=tmp_path / "ppo")
+    out = tmp_path / "eval.json"
+    args = ["eval", "--run", str(tmp_path / "ppo"), "--policy", "threshold", "--episodes", "1",
+            "--num-envs", "4", "--set", f"episode_steps={EPISODE}", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    got = json.loads(out.read_text())["results"]["run:ppo"]["return"]["mean"]
+    want = evaluate(run.policy, episodes=1, num_envs=4, seed=0, max_steps=EPISODE).return_mean
+    assert got == pytest.approx(want)
+    # on another env: evaluate_episodes with the run's own env
+    pole = SB3Config(algo="a2c", env="CartPole-v1", action_space="native", total_steps=64,
+                     base="sb3", n_envs=2, hyperparams={"n_steps": 8})  # fmt: skip
+    train_sb3(pole, out_dir=tmp_path / "pole")
+    assert main(["eval", "--run", str(tmp_path / "pole"), "--episodes", "1", "--num-envs", "2",
+                 "--out", str(out)]) == 0  # fmt: skip
+    assert json.loads(out.read_text())["results"]["run:pole"]["env"] == "CartPole-v1"
+    capsys.readouterr()
+    assert main(["export", "--run", str(tmp_path / "pole")]) == 2
+    assert "is a Stable-Baselines3 run" in capsys.readouterr().err
