@@ -14,7 +14,7 @@ import pytest
 
 from impala_hybrid.cli import main
 from impala_hybrid.experiments import compare as cmp
-from impala_hybrid.experiments.report import REPORT_FILE, RUNS_CSV, SUMMARY_CSV
+from impala_hybrid.experiments.report import REPORT_FILE, RUNS_CSV, SUMMARY_CSV, write_report
 from impala_hybrid.experiments.trainer import Trainer, start_run
 from impala_hybrid.validation import ConfigError
 
@@ -166,3 +166,20 @@ def test_presets_state_their_grids() -> None:
         assert all(e.why for e in p.entries if e.group == "main")
     full = cmp.get_preset("full")
     assert sum(e.group == "ablation" for e in full.entries) == 7
+
+
+def test_report_of_a_partial_grid_says_what_it_cannot_estimate(grid: Path, tmp_path: Path) -> None:
+    part = tmp_path / "partial"
+    part.mkdir()
+    (part / cmp.META_FILE).write_bytes((grid / cmp.META_FILE).read_bytes())
+    for p in (grid / "evals").rglob("*.json"):
+        if p.parent.name == "IMPALA-Hybrid" and p.name == "seed2.json":
+            continue  # a grid stopped before IMPALA-Hybrid's third seed was evaluated
+        target = part / p.relative_to(grid)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(p.read_bytes())
+    report = write_report(part, reps=200).read_text()
+    row = next(x for x in report.splitlines() if x.startswith("| IMPALA-Hybrid | 2 |"))
+    assert "n/a (< 3 runs)" in row
+    assert "## Probability of improvement" not in report  # IMPALA-Hybrid needs 3 runs
+    assert next(x for x in report.splitlines() if x.startswith("| PPO | 3 |"))
