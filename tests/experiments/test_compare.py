@@ -38,7 +38,7 @@ def test_report_tables_hold_the_runs_numbers(grid: Path) -> None:
     report = (grid / REPORT_FILE).read_text()
     for entry in preset.entries:
         recs = _evals(grid, entry.name)
-        assert [r["seed"] for r in recs] == list(preset.seeds)
+        assert [r["seed"] for r in recs] == list(entry.seeds_in(preset))
         returns = np.array([r["heldout"]["return"]["mean"] for r in recs])
         assert np.all(np.isfinite(returns))
         # each held-out evaluation is of the run's own checkpoint, on the preset's episodes
@@ -48,6 +48,8 @@ def test_report_tables_hold_the_runs_numbers(grid: Path) -> None:
             assert r["curve"]["env_steps"][-1] >= entry.steps
             assert len(r["curve"]["return"]) >= preset.evals_per_run
             assert r["inference_us"]["median"] > 0
+        if entry.group == "sweep":
+            continue  # its own section (test_weight_sweep_fronts_are_the_runs_points)
         # the table row: mean ± std over seeds, worst and best seed, as the records say
         sd = returns.std(ddof=1)
         row = f"| {entry.name} | {len(recs)} |"
@@ -65,7 +67,7 @@ def test_report_tables_hold_the_runs_numbers(grid: Path) -> None:
         assert returns.min() - 1e-9 <= lo <= hi <= returns.max() + 1e-9
     with (grid / RUNS_CSV).open() as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == len(preset.entries) * len(preset.seeds) + 5  # + the classical policies
+    assert len(rows) == len(cmp.jobs(preset)) + 5  # + the classical policies
     for section in (
         "Held-out scalarised return",
         "Per objective",
@@ -74,11 +76,39 @@ def test_report_tables_hold_the_runs_numbers(grid: Path) -> None:
         "Equal wall-clock",
         "Probability of improvement",
         "Pareto analysis",
+        "Weight sweeps",
     ):
         assert f"## {section}" in report
     for name in re.findall(r"!\[[^]]*\]\(figures/([^)]+)\)", report):
         assert (grid / "figures" / name).read_bytes().startswith(PNG)
-    assert len(list((grid / "figures").glob("*.png"))) == 7
+    assert len(list((grid / "figures").glob("*.png"))) == 8
+
+
+def test_weight_sweep_fronts_are_the_runs_points(grid: Path) -> None:
+    from impala_hybrid.experiments.config_io import load_config
+    from impala_hybrid.experiments.report import _objectives, pareto_summary
+
+    preset = cmp.get_preset("tiny")
+    sweep = [e for e in preset.entries if e.group == "sweep"]
+    assert len({e.weights for e in sweep}) == len(sweep) >= 2
+    points = []
+    for e in sweep:
+        # each sweep run trained and was validated on its own weights
+        cfg = load_config(cmp.run_dir(grid, e, 0) / "config.yaml")
+        assert tuple(cfg.env_kwargs["weights"]) == pytest.approx(e.weights)
+        (rec,) = _evals(grid, e.name)
+        points.append(_objectives(rec))
+    par = pareto_summary({"IMPALA-Hybrid": np.stack(points)}, preset.env_kwargs)["IMPALA-Hybrid"]
+    report = (grid / REPORT_FILE).read_text()
+    section = report.split("## Weight sweeps")[1].split("\n## ")[0]
+    row = next(x for x in section.splitlines() if x.startswith("| IMPALA-Hybrid |"))
+    assert f"| {len(sweep)} |" in row and f"{par['hypervolume']:.4g}" in row
+    with (grid / SUMMARY_CSV).open() as f:
+        summary = {r["name"]: r for r in csv.DictReader(f)}
+    assert float(summary["IMPALA-Hybrid"]["sweep_hypervolume"]) == pytest.approx(par["hypervolume"])
+    # an SB3 sweep point gets its weights too
+    ppo = dataclasses.replace(preset.entries[1], group="sweep", algorithm="PPO", weights=(1.0,) * 6)
+    assert cmp.sb3_config(preset, ppo, 0).env_kwargs["weights"] == [1.0] * 6
 
 
 def test_classical_policies_are_evaluated_on_the_same_episodes(grid: Path) -> None:
@@ -140,6 +170,16 @@ def test_errors_name_the_problem(grid: Path, tmp_path: Path, capsys: pytest.Capt
     other = dataclasses.replace(cmp.get_preset("tiny"), seeds=(0, 1, 2, 3))
     with pytest.raises(ConfigError, match="another grid"):
         cmp.compare(other, grid)
+    # a grid may grow (new entries are trained, finished ones kept), not change an entry
+    preset = cmp.get_preset("tiny")
+    grown = dataclasses.replace(preset, entries=(*preset.entries, cmp.Entry("PPO 2", "sb3", 9)))
+    cmp._check_same_grid(json.loads((grid / cmp.META_FILE).read_text())["preset"],
+                         dataclasses.asdict(grown), grid)  # fmt: skip
+    changed = dataclasses.replace(preset.entries[0], steps=7_000)
+    with pytest.raises(ConfigError, match="entry 'IMPALA-Hybrid'"):
+        cmp.compare(dataclasses.replace(preset, entries=(changed, *preset.entries[1:])), grid)
+    with pytest.raises(ConfigError, match="sweep entry needs algorithm and weights"):
+        cmp.Entry("x", "impala", 10, group="sweep")
     with pytest.raises(ConfigError, match="compare preset 'huge' is invalid"):
         cmp.get_preset("huge")
     with pytest.raises(ConfigError, match=r"Entry\.steps = 0"):
@@ -166,6 +206,9 @@ def test_presets_state_their_grids() -> None:
         assert all(e.why for e in p.entries if e.group == "main")
     full = cmp.get_preset("full")
     assert sum(e.group == "ablation" for e in full.entries) == 7
+    swept = [e for e in full.entries if e.group == "sweep"]
+    assert {e.algorithm for e in swept} == set(cmp.SWEPT)
+    assert len(swept) == len(cmp.SWEPT) * len(cmp.sweep_weights({}))
 
 
 def test_report_of_a_partial_grid_says_what_it_cannot_estimate(grid: Path, tmp_path: Path) -> None:

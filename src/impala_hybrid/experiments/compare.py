@@ -50,7 +50,7 @@ from impala_hybrid.jsonsafe import json_safe
 from impala_hybrid.validation import ConfigError
 
 FAMILIES = ("impala", "sb3")
-GROUPS = ("main", "ablation")
+GROUPS = ("main", "ablation", "sweep")
 META_FILE = "compare.json"
 
 
@@ -61,6 +61,11 @@ class Entry:
     ``family``: ``"impala"`` (a ``TrainConfig`` preset with ``settings`` as ``--set`` fields;
     A3C and IMPALA-discrete are such configs) or ``"sb3"`` (``settings``: ``SB3Config``
     fields). ``why``: the reason for the budget, printed in the report.
+
+    A ``"sweep"`` entry is one point of an algorithm's scalarisation-weight sweep (the
+    report's Pareto fronts per algorithm): ``algorithm`` names the algorithm, ``weights`` are
+    the env's objective weights it trains (and is validated) on, ``seeds`` its training seeds
+    (``None``: the preset's).
     """
 
     name: str
@@ -70,6 +75,9 @@ class Entry:
     group: str = "main"
     preset: str = "uav_hybrid"
     why: str = ""
+    algorithm: str = ""
+    weights: tuple[float, ...] | None = None
+    seeds: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -78,11 +86,26 @@ class Entry:
             raise ConfigError(f"Entry.group = {self.group!r} is invalid: one of {GROUPS}")
         if self.steps < 1:
             raise ConfigError(f"Entry.steps = {self.steps} is invalid: allowed range is [1, inf)")
+        if self.group == "sweep" and (not self.algorithm or self.weights is None):
+            raise ConfigError(
+                f"Entry {self.name!r}: a sweep entry needs algorithm and weights (got "
+                f"algorithm={self.algorithm!r}, weights={self.weights})"
+            )
+        if self.weights is not None:  # tuples, also when read back from compare.json
+            object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
+        if self.seeds is not None:
+            object.__setattr__(self, "seeds", tuple(int(x) for x in self.seeds))
+            if not self.seeds:
+                raise ConfigError(f"Entry {self.name!r}: seeds is empty (None: the preset's)")
 
     @property
     def slug(self) -> str:
         """The entry's directory name."""
         return "".join(c if c.isalnum() or c in "-_." else "_" for c in self.name)
+
+    def seeds_in(self, preset: ComparePreset) -> tuple[int, ...]:
+        """The training seeds of this entry in ``preset``."""
+        return self.seeds if self.seeds is not None else preset.seeds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,6 +222,44 @@ def _ablations(m: int) -> list[Entry]:
     ]
 
 
+#: The algorithms whose weight sweeps the full preset trains: one of each family that
+#: learns on this env (IMPALA-Hybrid and its discretised and asynchronous relatives, PPO for
+#: on-policy SB3, SAC for off-policy SB3), at the quick preset's budgets.
+SWEPT = ("IMPALA-Hybrid", "IMPALA-discrete", "A3C", "PPO", "SAC")
+
+
+def sweep_weights(env_kwargs: Mapping[str, Any]) -> list[tuple[str, tuple[float, ...]]]:
+    """``(label, weights)`` of the sweep: the env's default scalarisation ``w0`` (scaled to
+    sum 1) and its half-way mixture with each objective's corner (``pareto_study``'s set)."""
+    from impala_hybrid.envs.config import OBJECTIVE_NAMES, UAVNetConfig
+    from impala_hybrid.experiments.pareto_study import study_weights
+
+    w = study_weights(np.asarray(UAVNetConfig(**env_kwargs).weights))
+    labels = ["w0"] + [f"w0+{o}" for o in OBJECTIVE_NAMES]
+    rows = [tuple(round(float(x), 6) for x in row) for row in w]
+    return list(zip(labels, rows, strict=True))
+
+
+def _sweep(
+    entries: list[Entry], env_kwargs: Mapping[str, Any], seeds: tuple[int, ...]
+) -> list[Entry]:
+    """One ``"sweep"`` entry per (algorithm, weight vector): the entry's config with the env's
+    weights replaced, trained on ``seeds``."""
+    return [
+        dataclasses.replace(
+            e,
+            name=f"sweep: {e.name} {label}",
+            group="sweep",
+            algorithm=e.name,
+            weights=w,
+            seeds=seeds,
+            why=f"{e.name} trained on weights {label}",
+        )
+        for e in entries
+        for label, w in sweep_weights(env_kwargs)
+    ]
+
+
 def quick() -> ComparePreset:
     """The plan's algorithms at 1M IMPALA env steps, 3 seeds: about 20 minutes on 2 cores."""
     return ComparePreset(
@@ -213,31 +274,37 @@ def quick() -> ComparePreset:
 def full() -> ComparePreset:
     """The plan's algorithms and the ablations, 3 seeds: about 2 hours on 2 cores."""
     main = _main(3.0, 2.5)
+    swept = [e for e in _main(1.0, 1.0) if e.name in SWEPT]
     return ComparePreset(
         "full",
-        tuple(main + _ablations(3_000_000)),
+        tuple(main + _ablations(3_000_000) + _sweep(swept, {}, (0,))),
         minutes=120.0,
         heldout_rounds=8,
         about="main algorithms and ablations, 3M env steps for the IMPALA family, SB3 "
-        "baselines at 2.5x the quick budgets; held-out: 256 episodes",
+        "baselines at 2.5x the quick budgets; a weight sweep (7 scalarisations, seed 0, "
+        f"quick budgets) of {', '.join(SWEPT)}; held-out: 256 episodes",
     )
 
 
 def tiny() -> ComparePreset:
     """A grid that runs in about a minute (tests): 3 seeds, 50-step episodes."""
+    env = {"episode_steps": 50}
+    impala = Entry(
+        "IMPALA-Hybrid",
+        "impala",
+        6_400,
+        {"num_envs": 8, "algo.batch_size": 8, "algo.unroll_length": 16},
+    )
+    sweep = _sweep([dataclasses.replace(impala, steps=1_024)], env, (0,))
     return ComparePreset(
         "tiny",
         (
-            Entry(
-                "IMPALA-Hybrid",
-                "impala",
-                6_400,
-                {"num_envs": 8, "algo.batch_size": 8, "algo.unroll_length": 16},
-            ),
+            impala,
             Entry("PPO", "sb3", 2_048, {"algo": "ppo", "hyperparams": {"n_steps": 256}}),
+            *sweep[:3],
         ),
         seeds=(0, 1, 2),
-        env_kwargs={"episode_steps": 50},
+        env_kwargs=env,
         evals_per_run=3,
         val_episodes=4,
         heldout_rounds=1,
@@ -287,7 +354,7 @@ def impala_config(preset: ComparePreset, entry: Entry, seed: int) -> Any:
         eval_seed=0,
         checkpoint_interval=_interval(preset, entry),
     )
-    for k, v in preset.env_kwargs.items():
+    for k, v in _env_kwargs(preset, entry).items():
         fields[f"env_kwargs.{k}"] = v
     return load_config(
         None, preset=entry.preset, overrides=[f"{k}={json.dumps(v)}" for k, v in fields.items()]
@@ -303,9 +370,17 @@ def sb3_config(preset: ComparePreset, entry: Entry, seed: int) -> Any:
             **entry.settings,
             "total_steps": entry.steps,
             "seed": seed,
-            "env_kwargs": dict(preset.env_kwargs),
+            "env_kwargs": _env_kwargs(preset, entry),
         }
     )
+
+
+def _env_kwargs(preset: ComparePreset, entry: Entry) -> dict[str, Any]:
+    """The env settings an entry trains on: the preset's, with the entry's weights."""
+    kwargs = dict(preset.env_kwargs)
+    if entry.weights is not None:
+        kwargs["weights"] = list(entry.weights)
+    return kwargs
 
 
 def _curve_done(path: Path, steps: int) -> bool:
@@ -561,13 +636,47 @@ def _weight(entry: Entry) -> float:
     return max(1.0, entry.steps / rate)
 
 
+def jobs(preset: ComparePreset) -> list[tuple[Entry, int]]:
+    """Every ``(entry, seed)`` run of the grid, seed by seed (so that a stopped grid has
+    whole seeds of every algorithm first)."""
+    seeds = sorted({s for e in preset.entries for s in e.seeds_in(preset)})
+    return [(e, s) for s in seeds for e in preset.entries if s in e.seeds_in(preset)]
+
+
 def describe(preset: ComparePreset) -> str:
-    runs = len(preset.entries) * len(preset.seeds)
+    runs = len(jobs(preset))
     return (
-        f"compare preset {preset.name!r}: {len(preset.entries)} entries x "
-        f"{len(preset.seeds)} seeds = {runs} runs, plus the 5 classical policies; stated "
+        f"compare preset {preset.name!r}: {len(preset.entries)} entries, seeds "
+        f"{list(preset.seeds)}: {runs} runs, plus the 5 classical policies; stated "
         f"length about {preset.minutes:g} min on 2 cores ({preset.about})"
     )
+
+
+#: Preset fields that say only how the grid is described, not what its runs are.
+_DESCRIPTIVE = ("entries", "minutes", "about")
+
+
+def _check_same_grid(old: Mapping[str, Any], new: Mapping[str, Any], out: Path) -> None:
+    """A directory's runs may be continued by ``new`` if they are runs of it: the shared
+    settings (seeds, env, evaluation) are the same, and every entry of both has the same
+    definition. ``new`` may add entries (they are trained; the others are kept)."""
+    new = json_safe(dict(new))
+    shared = [k for k in new if k not in _DESCRIPTIVE]
+    # read back through Entry, so that fields added since the old file take their defaults
+    old_entries = {
+        e["name"]: json_safe(dataclasses.asdict(Entry(**e))) for e in old.get("entries", [])
+    }
+    changed = [k for k in shared if old.get(k) != new[k]]
+    changed += [
+        f"entry {e['name']!r}"
+        for e in new["entries"]
+        if e["name"] in old_entries and old_entries[e["name"]] != e
+    ]
+    if changed:
+        raise ConfigError(
+            f"{out} holds a comparison of another grid ({old.get('name')!r}; differs in "
+            f"{', '.join(changed)}): use a new --out"
+        )
 
 
 def compare(preset: ComparePreset, out: str | Path, *, console: Console | None = None) -> int:
@@ -584,16 +693,11 @@ def compare(preset: ComparePreset, out: str | Path, *, console: Console | None =
     meta = {"preset": dataclasses.asdict(preset)}
     meta_path = out / META_FILE
     if meta_path.is_file():
-        old = json.loads(meta_path.read_text())
-        if old.get("preset") != json_safe(meta["preset"]):
-            raise ConfigError(
-                f"{out} holds a comparison of another grid ({old['preset'].get('name')!r} "
-                "with other settings): use a new --out"
-            )
+        _check_same_grid(json.loads(meta_path.read_text())["preset"], meta["preset"], out)
     _write_json(meta_path, meta)
     c.print(describe(preset))
-    jobs = [(e, s) for s in preset.seeds for e in preset.entries]
-    total = sum(_weight(e) for e, _ in jobs) + 30.0
+    grid = jobs(preset)
+    total = sum(_weight(e) for e, _ in grid) + 30.0
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -606,8 +710,8 @@ def compare(preset: ComparePreset, out: str | Path, *, console: Console | None =
         task = progress.add_task("classical policies", total=total)
         evaluate_classical(out, preset)
         progress.advance(task, 30.0)
-        for i, (entry, seed) in enumerate(jobs):
-            progress.update(task, description=f"[{i + 1}/{len(jobs)}] {entry.name} seed {seed}")
+        for i, (entry, seed) in enumerate(grid):
+            progress.update(task, description=f"[{i + 1}/{len(grid)}] {entry.name} seed {seed}")
             code = train(out, preset, entry, seed)
             if code != 0:
                 c.print(

@@ -25,9 +25,11 @@ gathers, tabulates and draws):
   vectors and the classical policies; the non-dominated set over all of them; each
   algorithm's hypervolume with the reference point from the objectives' analytic bounds
   (``envs.bounds``) minus a 10% margin; expected utility over the Das-Dennis weight lattice.
-  Here every algorithm is trained for the env's one scalarisation, so an algorithm's point
-  set is its seeds; the weight sweep of a preference-conditioned policy is
-  ``experiments/pareto_study.py``'s.
+  There an algorithm's point set is its seeds at the env's one scalarisation.
+* **Weight sweeps** (a preset's ``"sweep"`` entries): an algorithm trained once per weight
+  vector of a set (``compare.sweep_weights``) gives one point per weight; the same
+  non-dominated set, hypervolume and expected utility over each algorithm's sweep. (One
+  preference-conditioned policy against such a sweep is ``experiments/pareto_study.py``.)
 * **Inference**: the deployed policy's batch-1 latency (median and p99, microseconds).
 
 Intervals need at least 3 runs (rliable's minimum here); with fewer the tables say so.
@@ -68,7 +70,7 @@ def load_records(out: Path, preset: ComparePreset) -> tuple[dict[str, list[dict]
     for entry in preset.entries:
         recs = [
             json.loads(p.read_text())
-            for s in preset.seeds
+            for s in entry.seeds_in(preset)
             if (p := eval_path(out, entry, s)).is_file()
         ]
         if recs:
@@ -219,6 +221,97 @@ def pareto_summary(
     return out
 
 
+def _pareto_table(par: Mapping[str, Mapping[str, float]], first: str) -> str:
+    """``pareto_summary``'s numbers as a table."""
+    return _table(
+        [first, "points", "on the joint front", "hypervolume", "expected utility (normalised)"],
+        [
+            [
+                n,
+                str(p["points"]),
+                str(p["on_front"]),
+                f"{p['hypervolume']:.4g}",
+                _fmt(p["expected_utility"], 4),
+            ]
+            for n, p in par.items()
+        ],
+    )
+
+
+def sweep_section(
+    sweep: Sequence[Entry],
+    runs: Mapping[str, list[dict]],
+    classical: Mapping[str, dict],
+    preset: ComparePreset,
+) -> tuple[list[str], dict[str, np.ndarray], dict[str, dict[str, float]]]:
+    """The weight-sweep section: per algorithm, one point per weight vector it was trained on
+    (the held-out mean objective vector, averaged over that weight's seeds); the joint
+    non-dominated set with the classical policies; hypervolume and expected utility
+    (``pareto_summary``). Returns ``(markdown lines, points per algorithm, summary)``."""
+    algs = list(dict.fromkeys(e.algorithm for e in sweep))
+    points = {
+        a: np.stack(
+            [
+                np.mean([_objectives(r) for r in runs[e.name]], axis=0)
+                for e in sweep
+                if e.algorithm == a
+            ]
+        )
+        for a in algs
+    }
+    par = pareto_summary(
+        {**points, **{n: _objectives(c)[None] for n, c in classical.items()}}, preset.env_kwargs
+    )
+    weights = list(dict.fromkeys(e.weights for e in sweep))
+    budgets = {a: next(e for e in sweep if e.algorithm == a) for a in algs}
+    md = [
+        "## Weight sweeps: a Pareto front per algorithm",
+        "",
+        f"Each algorithm trained once per weight vector below ({len(weights)} scalarisations: "
+        "the env's default `w0` and its half-way mixture with each objective's corner; seeds "
+        + ", ".join(
+            f"{a}: {list(budgets[a].seeds_in(preset))} at {budgets[a].steps:,} env steps"
+            for a in algs
+        )
+        + "), its checkpoint chosen on validation episodes scored with its own weights, and "
+        "each policy's objective vector measured on the held-out episodes. Hypervolume and "
+        "expected utility as in the section above, over each algorithm's whole sweep; the "
+        "classical policies (one point each) for scale.",
+        "",
+        _table(
+            ["label", *OBJECTIVE_NAMES],
+            [
+                [e.name.rsplit(" ", 1)[-1], *[f"{w:.4g}" for w in (e.weights or ())]]
+                for e in sweep
+                if e.algorithm == algs[0]
+            ],
+        ),
+        "",
+        _pareto_table(par, "policy set"),
+        "",
+        "Per sweep point (held-out mean objectives; the scalarised return column is under `w0`, "
+        "as for every policy in this report):",
+        "",
+        _table(
+            ["run", "seeds", "return under w0", *OBJECTIVE_NAMES],
+            [
+                [
+                    e.name,
+                    str(len(runs[e.name])),
+                    _fmt(float(np.mean([_ret(r) for r in runs[e.name]]))),
+                    *[
+                        _fmt(float(x), 1)
+                        for x in np.mean([_objectives(r) for r in runs[e.name]], axis=0)
+                    ],
+                ]
+                for e in sweep
+            ],
+        ),
+        "",
+    ]
+    return md, points, {a: par[a] for a in algs}
+
+
 # --- the report -----------------------------------------------------------------------------
 
 
@@ -262,12 +355,13 @@ def write_report(out: str | Path, *, reps: int = 2000) -> Path:
     entries = {e.name: e for e in preset.entries}
     main = [n for n in runs if entries[n].group == "main"]
     ablations = [n for n in runs if entries[n].group == "ablation"]
+    ranked = main + ablations  # the sweep's runs have a section of their own
 
     # CSV of every number, one row per run
     rows = [run_row(r) for n in runs for r in runs[n]] + [run_row(r) for r in classical.values()]
     _write_csv(out / RUNS_CSV, rows)
 
-    scores = {n: np.array([[_ret(r)] for r in runs[n]]) for n in runs}
+    scores = {n: np.array([[_ret(r)] for r in runs[n]]) for n in ranked}
     iv = intervals(scores, reps)
     best_classical = max(classical, key=lambda k: _ret(classical[k])) if classical else None
     best_c_ret = _ret(classical[best_classical]) if best_classical else math.nan
@@ -291,7 +385,11 @@ def write_report(out: str | Path, *, reps: int = 2000) -> Path:
         "",
         _table(
             ["entry", "config", "env steps", "why"],
-            [[e.name, _config(e), f"{e.steps:,}", e.why] for e in preset.entries],
+            [
+                [e.name, _config(e), f"{e.steps:,}", e.why]
+                for e in preset.entries
+                if e.group != "sweep"
+            ],
         ),
         "",
     ]
@@ -373,7 +471,7 @@ def write_report(out: str | Path, *, reps: int = 2000) -> Path:
         src = runs[n] if n in runs else [classical[n]]
         return float(np.nanmean([_nan(f(r["heldout"])) for r in src]))
 
-    everyone = list(runs) + list(classical)
+    everyone = ranked + list(classical)
     md += [
         "## Per objective (held-out; mean over seeds; higher is better)",
         "",
@@ -418,7 +516,7 @@ def write_report(out: str | Path, *, reps: int = 2000) -> Path:
 
     # 3. sample efficiency, jitter, time, inference
     eff_rows = []
-    for n in runs:
+    for n in ranked:
         hits = threshold_crossings(runs[n], best_c_val)
         reached = [h for h in hits if h is not None]
         steps = _fmt(float(np.median([h[0] for h in reached])), 0) if reached else "not reached"
@@ -465,7 +563,7 @@ def write_report(out: str | Path, *, reps: int = 2000) -> Path:
     if med_time:
         w = min(med_time.values())
         wall_rows = []
-        for n in runs:
+        for n in ranked:
             v = np.array([value_at(r["curve"], w) for r in runs[n]])
             wall_rows.append(
                 [
@@ -509,37 +607,31 @@ def write_report(out: str | Path, *, reps: int = 2000) -> Path:
     md += [
         "## Pareto analysis (held-out mean objective vectors: one point per seed)",
         "",
-        _table(
-            [
-                "policy",
-                "points",
-                "on the joint front",
-                "hypervolume",
-                "expected utility (normalised)",
-            ],
-            [
-                [
-                    n,
-                    str(p["points"]),
-                    str(p["on_front"]),
-                    f"{p['hypervolume']:.4g}",
-                    _fmt(p["expected_utility"], 4),
-                ]
-                for n, p in par.items()
-            ],
-        ),
+        _pareto_table(par, "policy"),
         "",
         "Each objective is scaled to [0, 1] by its analytic bounds (`envs/bounds.py`). "
         "Hypervolume (moocore): reference point at the bounds' worst corner minus 10% of "
         "the range (-0.1 on every scaled objective); expected utility: mean over the 56 "
         "Das-Dennis weights (3 divisions) of the best point's weighted scaled objectives. "
-        "Each algorithm here trains for the env's one scalarisation; a weight sweep of a "
-        "preference-conditioned policy is `experiments/pareto_study.py` (docs/multi_objective.md).",
+        "Each algorithm here trains for the env's one scalarisation (its weight sweep, where "
+        "the preset has one, is the next section); one preference-conditioned policy against "
+        "a sweep is `experiments/pareto_study.py` (docs/multi_objective.md).",
         "",
     ]
     for s in summary.values():
         if s["name"] in par:
             s.update({f"pareto_{k}": v for k, v in par[s["name"]].items()})
+
+    # 7. the weight sweeps: one front per algorithm
+    sweep = [e for e in preset.entries if e.group == "sweep" and e.name in runs]
+    sweep_points: dict[str, np.ndarray] = {}
+    if sweep:
+        sweep_md, sweep_points, sweep_par = sweep_section(sweep, runs, classical, preset)
+        md += sweep_md
+        for alg, p in sweep_par.items():
+            if alg in sweep_points:
+                row = summary.setdefault(alg, {"name": alg})
+                row.update({f"sweep_{k}": v for k, v in p.items()})
 
     # figures
     figs = []
@@ -614,6 +706,14 @@ def write_report(out: str | Path, *, reps: int = 2000) -> Path:
         )
     )
     figs.append(plots.plot_pareto_projections(points, fig_dir / "pareto.png"))
+    if sweep_points:
+        figs.append(
+            plots.plot_pareto_projections(
+                {**sweep_points, **{n: _objectives(c)[None] for n, c in classical.items()}},
+                fig_dir / "pareto_sweep.png",
+                title="weight sweeps: one point per scalarisation (held-out means)",
+            )
+        )
     cells = UAVNetSim(UAVNetConfig(**preset.env_kwargs), 1).latency_cells
     lat = {}
     for n in everyone:
