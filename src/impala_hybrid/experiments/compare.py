@@ -383,25 +383,16 @@ def _env_kwargs(preset: ComparePreset, entry: Entry) -> dict[str, Any]:
     return kwargs
 
 
-def _curve_done(path: Path, steps: int) -> bool:
-    """Whether ``eval.jsonl`` at ``path`` has an evaluation at or past ``steps``."""
-    if not path.is_file():
-        return False
-    lines = [x for x in path.read_text().splitlines() if x.strip()]
-    try:
-        return bool(lines) and int(json.loads(lines[-1])["env_steps"]) >= steps
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-        return False
-
-
 def trained(out: Path, preset: ComparePreset, entry: Entry, seed: int) -> bool:
     """Whether the run of ``entry`` on ``seed`` has finished training."""
+    from impala_hybrid.experiments.study import finished
+
     d = run_dir(out, entry, seed)
     if entry.family == "sb3":
         from impala_hybrid.algos.sb3.train import RUN_FILE
 
-        return (d / RUN_FILE).is_file() and _curve_done(d / "eval.jsonl", entry.steps)
-    return _curve_done(d / "eval.jsonl", entry.steps)
+        return (d / RUN_FILE).is_file() and finished(d, entry.steps)
+    return finished(d, entry.steps)
 
 
 def train(out: Path, preset: ComparePreset, entry: Entry, seed: int) -> int:

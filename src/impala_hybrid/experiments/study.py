@@ -48,13 +48,17 @@ from impala_hybrid.experiments.spec import PRESETS, TrainConfig
 LEARNED = "IMPALA-Hybrid"
 
 
-def _finished(run_dir: Path, total_steps: int) -> bool:
-    """A run whose last evaluation was at (or past) its step budget."""
+def finished(run_dir: Path, total_steps: int) -> bool:
+    """A run whose last evaluation (``eval.jsonl``) was at (or past) its step budget; False
+    for a missing or unreadable file (a run killed while writing it is not finished)."""
     path = run_dir / "eval.jsonl"
     if not path.is_file():
         return False
-    lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-    return bool(lines) and int(lines[-1]["env_steps"]) >= total_steps
+    lines = [x for x in path.read_text().splitlines() if x.strip()]
+    try:
+        return bool(lines) and int(json.loads(lines[-1])["env_steps"]) >= total_steps
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        return False
 
 
 def train_seeds(cfg: TrainConfig, seeds: Sequence[int], runs: Path, runtime: str) -> list[Path]:
@@ -67,7 +71,7 @@ def train_seeds(cfg: TrainConfig, seeds: Sequence[int], runs: Path, runtime: str
         run_cfg = dataclasses.replace(cfg, seed=seed)
         run_dir = runs / f"seed{seed}"
         dirs.append(run_dir)
-        if _finished(run_dir, run_cfg.total_steps):
+        if finished(run_dir, run_cfg.total_steps):
             print(f"{run_dir}: finished, not retrained", flush=True)
             continue
         if (run_dir / "checkpoints" / "last.pt").is_file():
