@@ -48,8 +48,8 @@ def test_report_tables_hold_the_runs_numbers(grid: Path) -> None:
             assert r["curve"]["env_steps"][-1] >= entry.steps
             assert len(r["curve"]["return"]) >= preset.evals_per_run
             assert r["inference_us"]["median"] > 0
-        if entry.group == "sweep":
-            continue  # its own section (test_weight_sweep_fronts_are_the_runs_points)
+        if entry.group in ("sweep", "conditioned"):
+            continue  # their own section (test_weight_sweep_fronts_are_the_runs_points)
         # the table row: mean ± std over seeds, worst and best seed, as the records say
         sd = returns.std(ddof=1)
         row = f"| {entry.name} | {len(recs)} |"
@@ -106,6 +106,18 @@ def test_weight_sweep_fronts_are_the_runs_points(grid: Path) -> None:
     with (grid / SUMMARY_CSV).open() as f:
         summary = {r["name"]: r for r in csv.DictReader(f)}
     assert float(summary["IMPALA-Hybrid"]["sweep_hypervolume"]) == pytest.approx(par["hypervolume"])
+    # the conditioned run: one preference-conditioned policy, held at each weight of the sweep
+    (cond,) = [e for e in preset.entries if e.group == "conditioned"]
+    assert cond.steps == len(sweep) * sweep[0].steps  # the env steps of the whole sweep
+    cfg = load_config(cmp.run_dir(grid, cond, 0) / "config.yaml")
+    assert cfg.preference == "dirichlet"
+    (rec,) = _evals(grid, cond.name)
+    assert [tuple(x["weights"]) for x in rec["sweep"]] == [e.weights for e in sweep]
+    assert "with the weight input" in rec["inference_us"]["what"]
+    cpoints = np.stack([_objectives(x) for x in rec["sweep"]])
+    cpar = pareto_summary({"c": cpoints}, preset.env_kwargs)["c"]
+    row = next(x for x in section.splitlines() if x.startswith(f"| {cond.algorithm} |"))
+    assert f"| {len(sweep)} |" in row and f"{cpar['hypervolume']:.4g}" in row
     # an SB3 sweep point gets its weights too
     ppo = dataclasses.replace(preset.entries[1], group="sweep", algorithm="PPO", weights=(1.0,) * 6)
     assert cmp.sb3_config(preset, ppo, 0).env_kwargs["weights"] == [1.0] * 6

@@ -38,7 +38,7 @@ import dataclasses
 import json
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ from impala_hybrid.jsonsafe import json_safe
 from impala_hybrid.validation import ConfigError
 
 FAMILIES = ("impala", "sb3")
-GROUPS = ("main", "ablation", "sweep")
+GROUPS = ("main", "ablation", "sweep", "conditioned")
 META_FILE = "compare.json"
 
 
@@ -65,7 +65,9 @@ class Entry:
     A ``"sweep"`` entry is one point of an algorithm's scalarisation-weight sweep (the
     report's Pareto fronts per algorithm): ``algorithm`` names the algorithm, ``weights`` are
     the env's objective weights it trains (and is validated) on, ``seeds`` its training seeds
-    (``None``: the preset's).
+    (``None``: the preset's). A ``"conditioned"`` entry is one preference-conditioned IMPALA
+    run (``preference`` set in ``settings``), held at each weight vector of the preset's
+    sweep on the held-out episodes: its front is ``algorithm`` in the same report section.
     """
 
     name: str
@@ -90,6 +92,14 @@ class Entry:
             raise ConfigError(
                 f"Entry {self.name!r}: a sweep entry needs algorithm and weights (got "
                 f"algorithm={self.algorithm!r}, weights={self.weights})"
+            )
+        if self.group == "conditioned" and (
+            not self.algorithm or self.family != "impala" or "preference" not in self.settings
+        ):
+            raise ConfigError(
+                f"Entry {self.name!r}: a conditioned entry is an IMPALA run with algorithm "
+                f"and settings['preference'] (got family={self.family!r}, "
+                f"algorithm={self.algorithm!r}, settings={dict(self.settings)})"
             )
         if self.weights is not None:  # tuples, also when read back from compare.json
             object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
@@ -131,6 +141,12 @@ class ComparePreset:
             raise ConfigError(f"ComparePreset {self.name!r}: entry names collide as directories")
         if not self.seeds:
             raise ConfigError(f"ComparePreset {self.name!r}: seeds is empty")
+        groups = {e.group for e in self.entries}
+        if "conditioned" in groups and "sweep" not in groups:
+            raise ConfigError(
+                f"ComparePreset {self.name!r}: a conditioned entry is evaluated at the weights "
+                "of the sweep entries, and there are none"
+            )
         for field, lo in (
             ("evals_per_run", 2),
             ("val_episodes", 2),
@@ -260,6 +276,33 @@ def _sweep(
     ]
 
 
+#: The preference-conditioned run of the full preset (docs/multi_objective.md's best
+#: settings: draws centred on the env's weights, vector critic with PopArt).
+_CONDITIONED = {
+    "preference": "dirichlet",
+    "preference_center": "env",
+    "preference_alpha": 20.0,
+    "critic": "vector",
+    "algo.popart": True,
+}
+
+
+def _conditioned(base: Entry, points: int, seeds: tuple[int, ...]) -> Entry:
+    """``base`` (an IMPALA entry) conditioned on preferences, with the env steps of its whole
+    weight sweep (``points`` x ``base.steps``): one run against the sweep's ``points`` runs."""
+    return dataclasses.replace(
+        base,
+        name=f"conditioned: {base.name}",
+        steps=points * base.steps,
+        settings={**base.settings, **_CONDITIONED},
+        group="conditioned",
+        algorithm=f"{base.name} (conditioned)",
+        weights=None,
+        seeds=seeds,
+        why=f"one run for every preference, the env steps of {base.name}'s {points}-point sweep",
+    )
+
+
 def quick() -> ComparePreset:
     """The plan's algorithms at 1M IMPALA env steps, 3 seeds: about 20 minutes on 2 cores."""
     return ComparePreset(
@@ -275,14 +318,17 @@ def full() -> ComparePreset:
     """The plan's algorithms and the ablations, 3 seeds: about 2 hours on 2 cores."""
     main = _main(3.0, 2.5)
     swept = [e for e in _main(1.0, 1.0) if e.name in SWEPT]
+    sweep = _sweep(swept, {}, (0,))
+    conditioned = _conditioned(swept[0], len(sweep_weights({})), (0,))
     return ComparePreset(
         "full",
-        tuple(main + _ablations(3_000_000) + _sweep(swept, {}, (0,))),
+        tuple(main + _ablations(3_000_000) + sweep + [conditioned]),
         minutes=120.0,
         heldout_rounds=8,
         about="main algorithms and ablations, 3M env steps for the IMPALA family, SB3 "
         "baselines at 2.5x the quick budgets; a weight sweep (7 scalarisations, seed 0, "
-        f"quick budgets) of {', '.join(SWEPT)}; held-out: 256 episodes",
+        f"quick budgets) of {', '.join(SWEPT)} and a preference-conditioned IMPALA-Hybrid "
+        "with the env steps of its sweep; held-out: 256 episodes",
     )
 
 
@@ -295,13 +341,15 @@ def tiny() -> ComparePreset:
         6_400,
         {"num_envs": 8, "algo.batch_size": 8, "algo.unroll_length": 16},
     )
-    sweep = _sweep([dataclasses.replace(impala, steps=1_024)], env, (0,))
+    small = dataclasses.replace(impala, steps=1_024)
+    sweep = _sweep([small], env, (0,))[:3]
     return ComparePreset(
         "tiny",
         (
             impala,
             Entry("PPO", "sb3", 2_048, {"algo": "ppo", "hyperparams": {"n_steps": 256}}),
-            *sweep[:3],
+            *sweep,
+            _conditioned(small, len(sweep), (0,)),
         ),
         seeds=(0, 1, 2),
         env_kwargs=env,
@@ -498,23 +546,30 @@ def _observations(env_kwargs: Mapping[str, Any], n: int = 64) -> np.ndarray:
     return np.asarray(obs)
 
 
-def deployed_policy(entry: Entry, d: Path) -> tuple[Any, Any, str]:
-    """``(policy for evaluation, policy to time, what is timed)`` of a run's best checkpoint."""
+def deployed_policy(
+    entry: Entry, d: Path, weights: Sequence[float] | None = None
+) -> tuple[Any, Any, str]:
+    """``(policy for evaluation, policy to time, what is timed)`` of a run's best checkpoint
+    (a preference-conditioned one held at ``weights``; default: the env's own)."""
     if entry.family == "sb3":
         from impala_hybrid.algos.sb3.train import load_sb3
 
         run = load_sb3(d, checkpoint="best")
         return run.policy, run.policy, "SB3 predict (torch, greedy)"
     from impala_hybrid.deploy.inference import NumpyPolicy
+    from impala_hybrid.evaluation.policy import WithPreference
     from impala_hybrid.experiments.trainer import load_run_model, run_policy
 
     cfg, model = load_run_model(d, "best")
+    policy = run_policy(cfg, model, weights)
     try:
         timed: Any = NumpyPolicy.from_model(model)
         what = "NumpyPolicy (deploy, batch 1)"
     except ValueError:  # a model the NumPy path does not cover: time the torch policy
-        timed, what = run_policy(cfg, model), "TorchPolicy (greedy)"
-    return run_policy(cfg, model), timed, what
+        timed, what = policy, "TorchPolicy (greedy)"
+    if isinstance(policy, WithPreference) and timed is not policy:
+        timed, what = WithPreference(timed, policy.weights), what + " with the weight input"
+    return policy, timed, what
 
 
 def _heldout(preset: ComparePreset, policy: Any, name: str) -> Any:
@@ -569,8 +624,21 @@ def evaluate_run(out: Path, preset: ComparePreset, entry: Entry, seed: int) -> P
     }
     curve = rec["curve"]
     rec["train"] = {"env_steps": curve["env_steps"][-1], "seconds": curve["wall_s"][-1]}
+    if entry.group == "conditioned":  # the one policy held at each weight of the sweep
+        rec["sweep"] = [
+            {
+                "weights": list(w),
+                "heldout": _record(_heldout(preset, deployed_policy(entry, d, w)[0], entry.name)),
+            }
+            for w in preset_sweep_weights(preset)
+        ]
     _write_json(path, rec)
     return path
+
+
+def preset_sweep_weights(preset: ComparePreset) -> list[tuple[float, ...]]:
+    """The distinct weight vectors of the preset's sweep entries, in order."""
+    return list(dict.fromkeys(e.weights for e in preset.entries if e.weights is not None))
 
 
 def evaluate_classical(out: Path, preset: ComparePreset) -> dict[str, Path]:

@@ -238,6 +238,33 @@ def _pareto_table(par: Mapping[str, Mapping[str, float]], first: str) -> str:
     )
 
 
+def _held_at(rec: Mapping[str, Any], weights: Any) -> dict:
+    """A conditioned run's held-out record at ``weights``."""
+    for x in rec["sweep"]:
+        if tuple(x["weights"]) == tuple(weights):
+            return dict(x["heldout"])
+    raise ValueError(f"{rec['name']} seed {rec['seed']}: no held-out evaluation at {weights}")
+
+
+def sweep_points(
+    entries: Sequence[Entry], runs: Mapping[str, list[dict]]
+) -> list[tuple[str, str, str, list[dict]]]:
+    """``(algorithm, weight label, row name, held-out records over seeds)`` of every point of
+    the weight sweeps: one per sweep entry, and one per weight vector of the sweep for each
+    preference-conditioned entry (its one policy held at that weight)."""
+    labels = {e.weights: e.name.rsplit(" ", 1)[-1] for e in entries if e.group == "sweep"}
+    out = []
+    for e in entries:
+        recs = runs[e.name]
+        if e.group == "sweep":
+            out.append((e.algorithm, labels[e.weights], e.name, [r["heldout"] for r in recs]))
+        elif e.group == "conditioned":
+            for w, label in labels.items():
+                held = [_held_at(r, w) for r in recs]
+                out.append((e.algorithm, label, f"{e.name} {label}", held))
+    return out
+
+
 def sweep_section(
     sweep: Sequence[Entry],
     runs: Mapping[str, list[dict]],
@@ -245,46 +272,39 @@ def sweep_section(
     preset: ComparePreset,
 ) -> tuple[list[str], dict[str, np.ndarray], dict[str, dict[str, float]]]:
     """The weight-sweep section: per algorithm, one point per weight vector it was trained on
-    (the held-out mean objective vector, averaged over that weight's seeds); the joint
-    non-dominated set with the classical policies; hypervolume and expected utility
-    (``pareto_summary``). Returns ``(markdown lines, points per algorithm, summary)``."""
-    algs = list(dict.fromkeys(e.algorithm for e in sweep))
-    points = {
-        a: np.stack(
-            [
-                np.mean([_objectives(r) for r in runs[e.name]], axis=0)
-                for e in sweep
-                if e.algorithm == a
-            ]
-        )
-        for a in algs
-    }
+    (the held-out mean objective vector, averaged over that weight's seeds), or, for a
+    preference-conditioned run, was held at; the joint non-dominated set with the classical
+    policies; hypervolume and expected utility (``pareto_summary``). Returns ``(markdown
+    lines, points per algorithm, summary)``."""
+    pts = sweep_points(sweep, runs)
+    algs = list(dict.fromkeys(p[0] for p in pts))
+
+    def mean_objectives(held: list[dict]) -> np.ndarray:
+        return np.mean([_objectives({"heldout": h}) for h in held], axis=0)
+
+    points = {a: np.stack([mean_objectives(p[3]) for p in pts if p[0] == a]) for a in algs}
     par = pareto_summary(
         {**points, **{n: _objectives(c)[None] for n, c in classical.items()}}, preset.env_kwargs
     )
-    weights = list(dict.fromkeys(e.weights for e in sweep))
-    budgets = {a: next(e for e in sweep if e.algorithm == a) for a in algs}
+    fixed = [e for e in sweep if e.group == "sweep"]
+    weights = {e.weights: e.name.rsplit(" ", 1)[-1] for e in fixed}
+    first = {a: next(e for e in sweep if e.algorithm == a) for a in algs}
     md = [
         "## Weight sweeps: a Pareto front per algorithm",
         "",
         f"Each algorithm trained once per weight vector below ({len(weights)} scalarisations: "
-        "the env's default `w0` and its half-way mixture with each objective's corner; seeds "
-        + ", ".join(
-            f"{a}: {list(budgets[a].seeds_in(preset))} at {budgets[a].steps:,} env steps"
-            for a in algs
-        )
-        + "), its checkpoint chosen on validation episodes scored with its own weights, and "
-        "each policy's objective vector measured on the held-out episodes. Hypervolume and "
-        "expected utility as in the section above, over each algorithm's whole sweep; the "
+        "the env's default `w0` and its half-way mixture with each objective's corner), its "
+        "checkpoint chosen on validation episodes scored with its own weights; a "
+        "preference-conditioned run (`(conditioned)`) trained once and held at each of the "
+        "weights. Seeds and env steps per point: "
+        + ", ".join(f"{a}: {list(first[a].seeds_in(preset))} at {first[a].steps:,}" for a in algs)
+        + ". Each policy's objective vector is measured on the held-out episodes. Hypervolume "
+        "and expected utility as in the section above, over each algorithm's whole sweep; the "
         "classical policies (one point each) for scale.",
         "",
         _table(
             ["label", *OBJECTIVE_NAMES],
-            [
-                [e.name.rsplit(" ", 1)[-1], *[f"{w:.4g}" for w in (e.weights or ())]]
-                for e in sweep
-                if e.algorithm == algs[0]
-            ],
+            [[label, *[f"{x:.4g}" for x in (w or ())]] for w, label in weights.items()],
         ),
         "",
         _pareto_table(par, "policy set"),
@@ -296,15 +316,12 @@ def sweep_section(
             ["run", "seeds", "return under w0", *OBJECTIVE_NAMES],
             [
                 [
-                    e.name,
-                    str(len(runs[e.name])),
-                    _fmt(float(np.mean([_ret(r) for r in runs[e.name]]))),
-                    *[
-                        _fmt(float(x), 1)
-                        for x in np.mean([_objectives(r) for r in runs[e.name]], axis=0)
-                    ],
+                    name,
+                    str(len(held)),
+                    _fmt(float(np.mean([h["return"]["mean"] for h in held]))),
+                    *[_fmt(float(x), 1) for x in mean_objectives(held)],
                 ]
-                for e in sweep
+                for _, _, name, held in pts
             ],
         ),
         "",
@@ -623,7 +640,7 @@ def write_report(out: str | Path, *, reps: int = 2000) -> Path:
             s.update({f"pareto_{k}": v for k, v in par[s["name"]].items()})
 
     # 7. the weight sweeps: one front per algorithm
-    sweep = [e for e in preset.entries if e.group == "sweep" and e.name in runs]
+    sweep = [e for e in preset.entries if e.group in ("sweep", "conditioned") and e.name in runs]
     sweep_points: dict[str, np.ndarray] = {}
     if sweep:
         sweep_md, sweep_points, sweep_par = sweep_section(sweep, runs, classical, preset)
