@@ -4,7 +4,9 @@ entries (envs/preference.py), each step scalarised with its own episode's weight
 from __future__ import annotations
 
 import dataclasses
+import types
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -50,6 +52,45 @@ def test_weights_are_drawn_per_episode_and_appended_to_every_observation() -> No
     w1 = obs[:, 29:].copy()
     obs, _ = env.reset(options={"reset_mask": np.array([True, False, False, False])})
     assert not np.allclose(obs[0, 29:], w1[0]) and np.array_equal(obs[1:, 29:], w1[1:])
+
+
+class _Countdown(gym.Env):
+    """Episodes of ``length`` steps; the observation is the steps left."""
+
+    observation_space = gym.spaces.Box(0.0, 10.0, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, length: int) -> None:
+        self.length = self.left = length
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple:
+        super().reset(seed=seed)
+        self.left = self.length
+        return np.array([self.left], np.float32), {}
+
+    def step(self, action: int) -> tuple:
+        self.left -= 1
+        return np.array([self.left], np.float32), 0.0, self.left == 0, False, {}
+
+
+def test_a_sync_vector_env_gets_each_finished_episode_its_own_weights() -> None:
+    """Gymnasium's SyncVectorEnv gives ``final_obs`` as an object array with None where no
+    episode ended; the wrapper makes it dense, each row with its own episode's ``w``."""
+    envs = gym.vector.SyncVectorEnv(
+        [lambda: _Countdown(1), lambda: _Countdown(3)],
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+    )
+    envs.config = types.SimpleNamespace(weights=(0.5, 0.5))  # type: ignore[attr-defined]
+    env = PreferenceVectorEnv(envs, seed=3)
+    obs, _ = env.reset(seed=0)
+    w0 = obs[:, 1:].copy()
+    obs, _, term, _, info = env.step(np.zeros(2, np.int64))
+    assert term.tolist() == [True, False]
+    assert info["final_obs"].shape == (2, 3) and info["final_obs"].dtype == np.float32
+    np.testing.assert_array_equal(info["final_obs"][0], [0.0, *w0[0]])  # its last obs, its w
+    assert info["final_obs"][1, 0] == 0.0  # no episode ended there: a placeholder row
+    assert not np.allclose(obs[0, 1:], w0[0])  # env 0's next episode: a new draw
+    np.testing.assert_array_equal(obs[1], [2.0, *w0[1]])  # env 1 goes on with its w
 
 
 def test_fixed_weights_and_errors() -> None:
