@@ -755,9 +755,10 @@ def _add_compare(sub: Any) -> None:
         "choose each run's checkpoint on validation episodes, evaluate it and the classical "
         "policies on held-out episodes, and write OUT/report.md. Resumable: run the same "
         "command again after a stop; finished runs are skipped. quick: about 20 minutes on 2 "
-        "cores; full: about 2 hours.",
+        "cores; full: about 2 hours; sweeps: the weight sweeps full does not train, about 50 "
+        "minutes.",
     )
-    p.add_argument("--preset", default="quick", choices=("quick", "full", "tiny"),
+    p.add_argument("--preset", default="quick", choices=("quick", "full", "sweeps", "tiny"),
                    help="the grid (default quick; tiny: a one-minute test grid)")  # fmt: skip
     p.add_argument("--out", required=True, metavar="DIR", help="comparison directory")
     p.set_defaults(func=cmd_compare)

@@ -238,3 +238,26 @@ def test_report_of_a_partial_grid_says_what_it_cannot_estimate(grid: Path, tmp_p
     assert "n/a (< 3 runs)" in row
     assert "## Probability of improvement" not in report  # IMPALA-Hybrid needs 3 runs
     assert next(x for x in report.splitlines() if x.startswith("| PPO | 3 |"))
+
+
+def test_a_grid_of_sweeps_alone_gets_its_report(grid: Path, tmp_path: Path) -> None:
+    """The ``sweeps`` preset's shape: sweep entries only, no main algorithm."""
+    tiny = cmp.get_preset("tiny")
+    only = dataclasses.replace(tiny, entries=tuple(e for e in tiny.entries if e.group == "sweep"))
+    out = tmp_path / "sweeps"
+    out.mkdir()
+    (out / cmp.META_FILE).write_text(json.dumps({"preset": dataclasses.asdict(only)}))
+    for e in only.entries:
+        src = cmp.eval_path(grid, e, 0)
+        cmp.eval_path(out, e, 0).parent.mkdir(parents=True)
+        cmp.eval_path(out, e, 0).write_bytes(src.read_bytes())
+    for p in (grid / "evals").glob("classical_*/result.json"):
+        (out / p.relative_to(grid)).parent.mkdir(parents=True)
+        (out / p.relative_to(grid)).write_bytes(p.read_bytes())
+    report = write_report(out, reps=200).read_text()
+    assert "## Weight sweeps" in report and "| IMPALA-Hybrid | 3 |" in report
+    assert "## Held-out scalarised return" not in report
+    for name in re.findall(r"!\[[^]]*\]\(figures/([^)]+)\)", report):
+        assert (out / "figures" / name).read_bytes().startswith(PNG)
+    rest = cmp.get_preset("sweeps").entries
+    assert rest and all(e.group == "sweep" and e.algorithm not in cmp.SWEPT for e in rest)

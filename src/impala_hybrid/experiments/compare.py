@@ -337,6 +337,23 @@ def full() -> ComparePreset:
     )
 
 
+def sweeps() -> ComparePreset:
+    """The weight sweeps of the algorithms the full preset does not sweep (the gated head,
+    A3C, PPO, A2C, SAC, TD3), with the full preset's evaluation settings, so that their fronts
+    sit beside its IMPALA-Hybrid and IMPALA-discrete ones: 7 scalarisations each, seed 0, the
+    quick preset's budgets; about 50 minutes on 2 cores."""
+    rest = [e for e in _main(1.0, 1.0) if e.name not in SWEPT]
+    return ComparePreset(
+        "sweeps",
+        tuple(_sweep(rest, {}, (0,))),
+        seeds=(0,),
+        minutes=50.0,
+        heldout_rounds=8,
+        about="the full preset's evaluation settings; 7 scalarisations, seed 0, quick budgets, "
+        f"of {', '.join(e.name for e in rest)}",
+    )
+
+
 def tiny() -> ComparePreset:
     """A grid that runs in about a minute (tests): 3 seeds, 50-step episodes."""
     env = {"episode_steps": 50}
@@ -367,7 +384,12 @@ def tiny() -> ComparePreset:
     )
 
 
-PRESETS: dict[str, Callable[[], ComparePreset]] = {"quick": quick, "full": full, "tiny": tiny}
+PRESETS: dict[str, Callable[[], ComparePreset]] = {
+    "quick": quick,
+    "full": full,
+    "sweeps": sweeps,
+    "tiny": tiny,
+}
 
 
 def get_preset(name: str) -> ComparePreset:

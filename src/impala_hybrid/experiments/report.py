@@ -459,12 +459,13 @@ def write_report(out: str | Path, *, reps: int = 2000) -> Path:
         "best seed",
         f"mean / {best_classical}",
     ]
-    md += [
-        "## Held-out scalarised return (equal samples: each at its budget)",
-        "",
-        _table(head, ret_rows(main)),
-        "",
-    ]
+    if main:
+        md += [
+            "## Held-out scalarised return (equal samples: each at its budget)",
+            "",
+            _table(head, ret_rows(main)),
+            "",
+        ]
     if ablations:
         md += [
             "### Ablations of IMPALA-Hybrid",
@@ -554,26 +555,30 @@ def write_report(out: str | Path, *, reps: int = 2000) -> Path:
                 runs[n][0]["inference_us"]["what"],
             ]
         )
-    md += [
-        f"## Sample efficiency, jitter, cost (validation curves; threshold: the best "
-        f"classical policy's validation return, {_fmt(best_c_val)})",
-        "",
-        _table(
-            [
-                "algorithm",
-                "seeds reaching it",
-                "median env steps to reach",
-                "median seconds to reach",
-                "jitter across seeds (IQR)",
-                "jitter within runs (std, last evals)",
-                "median training s",
-                "inference µs (median, batch 1)",
-                "timed",
-            ],
-            eff_rows,
-        ),
-        "",
-    ]
+    md += (
+        []
+        if not eff_rows
+        else [
+            f"## Sample efficiency, jitter, cost (validation curves; threshold: the best "
+            f"classical policy's validation return, {_fmt(best_c_val)})",
+            "",
+            _table(
+                [
+                    "algorithm",
+                    "seeds reaching it",
+                    "median env steps to reach",
+                    "median seconds to reach",
+                    "jitter across seeds (IQR)",
+                    "jitter within runs (std, last evals)",
+                    "median training s",
+                    "inference µs (median, batch 1)",
+                    "timed",
+                ],
+                eff_rows,
+            ),
+            "",
+        ]
+    )
 
     # 4. equal wall-clock
     med_time = {n: float(np.median([r["train"]["seconds"] for r in runs[n]])) for n in main}
@@ -670,23 +675,24 @@ def write_report(out: str | Path, *, reps: int = 2000) -> Path:
         ]
         for n in main
     }
-    figs.append(
-        plots.plot_learning_curves(
-            curves_steps,
-            fig_dir / "curves_steps.png",
-            baselines=baselines,
-            y_label="validation return",
+    if main:
+        figs.append(
+            plots.plot_learning_curves(
+                curves_steps,
+                fig_dir / "curves_steps.png",
+                baselines=baselines,
+                y_label="validation return",
+            )
         )
-    )
-    figs.append(
-        plots.plot_learning_curves(
-            curves_wall,
-            fig_dir / "curves_wall.png",
-            x_label="training seconds",
-            baselines=baselines,
-            y_label="validation return",
+        figs.append(
+            plots.plot_learning_curves(
+                curves_wall,
+                fig_dir / "curves_wall.png",
+                x_label="training seconds",
+                baselines=baselines,
+                y_label="validation return",
+            )
         )
-    )
     if ablations:
         abl = [LEARNED] * (LEARNED in runs) + ablations
         figs.append(
