@@ -13,7 +13,8 @@ from impala_hybrid.evaluation.policy import evaluate_returns
 from impala_hybrid.experiments.spec import TrainConfig, cartpole
 from impala_hybrid.models.actor_critic import ModelConfig
 from impala_hybrid.runtime.replay import UnrollReplay
-from impala_hybrid.runtime.serial import SerialRun, build, train_serial
+from impala_hybrid.runtime.serial import build, train_serial
+from tests.runtime.resume import assert_resumes_exactly
 
 
 def _unrolls(n: int = 3) -> list:
@@ -47,21 +48,8 @@ def test_replay_counts_only_fresh_env_steps_and_resumes_exactly() -> None:
     cfg = TrainConfig(env="impala_hybrid/UAVNet-v0", env_kwargs={"episode_steps": 30},
                       num_envs=4, total_steps=8 * 4 * 6, log_interval=1,
                       model=ModelConfig(hidden=(16,)), algo=algo)  # fmt: skip
-    full = SerialRun(cfg)
-    while not full.done:
-        full.step()
+    full = assert_resumes_exactly(cfg, stop_after=3)
     assert full.learner.version == 6  # 6 updates for 6 fresh batches, replay included
-    part = SerialRun(cfg)
-    for _ in range(3):
-        part.step()
-    resumed = SerialRun(cfg)
-    resumed.load_state_dict(part.state_dict())
-    while not resumed.done:
-        resumed.step()
-    for a, b in zip(
-        full.learner.model.parameters(), resumed.learner.model.parameters(), strict=True
-    ):
-        assert torch.equal(a, b)
 
 
 def test_cartpole_learns_with_half_replay() -> None:

@@ -334,6 +334,12 @@ class Trainer:
                     f"{self.runtime_name!r}: it runs its own worker processes; use runtime "
                     + " or ".join(repr(r) for r in accepted)
                 )
+        if self.cfg.serial_lag and (self.runtime_name != "serial" or algorithm != "impala"):
+            raise ConfigError(
+                f"TrainConfig.serial_lag = {self.cfg.serial_lag} is invalid with runtime "
+                f"{self.runtime_name!r} and algorithm {algorithm!r}: it emulates policy lag "
+                "in the serial runtime's IMPALA (other runtimes have a real lag); set it to 0"
+            )
         try:
             return factory(self.cfg)
         except TypeError as e:  # e.g. env_kwargs the env's constructor does not take

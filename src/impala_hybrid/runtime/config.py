@@ -154,6 +154,11 @@ class TrainConfig:
         "Discrete(K * L): each discrete choice with every continuous parameter at the same "
         "level (j + 1) / L of its range (algos/discretised.py)", lo=0,
     )  # fmt: skip
+    serial_lag: int = spec(
+        0, "serial runtime: the actor acts with the weights of this many learner steps ago, "
+        "a deterministic stand-in for the policy lag of actors that run ahead (0: the "
+        "learner's own model; V-trace's ratios are then exactly 1)", lo=0,
+    )  # fmt: skip
     torch_threads: int = spec(1, "intra-op threads of the learner", lo=1)
     log_interval: int = spec(10, "learner steps between progress records", lo=1)
     # Run-directory settings (experiments/trainer.py); train_serial ignores them.

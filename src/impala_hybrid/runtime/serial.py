@@ -5,6 +5,13 @@ identical metrics (sampling uses the actor's own ``torch.Generator``, envs are s
 learner runs single-threaded by default). The actor acts with the learner's own model, so the
 policy lag is zero and V-trace's ratios are exactly one on the first pass over an unroll.
 
+``TrainConfig.serial_lag = k`` gives the actor its own copy of the model holding the weights
+of ``k`` learner steps ago instead (:class:`LaggedWeights`): the off-policy data of an
+actor-learner layout whose actors run ``k`` updates behind, without its timing, so that
+V-trace's clipping (``rho_bar``, ``c_bar``, per-component ratios) can be studied
+reproducibly. An IMPALA actor's lag varies with timing (the local runtime's is ~15 updates
+for the preset); this one is fixed.
+
 Wiring (the whole data flow of this runtime):
 
     env (SAME_STEP vector env) -> Actor.unroll(version) -> Batch [T, B] -> Learner.step
@@ -17,8 +24,10 @@ Wiring (the whole data flow of this runtime):
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import random
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -153,7 +162,8 @@ def build_learner(
 
 
 def build(cfg: TrainConfig) -> tuple[Any, Learner, Actor]:
-    """Env, learner and actor for ``cfg`` (seeded)."""
+    """Env, learner and actor for ``cfg`` (seeded). The actor acts with the learner's model,
+    or with a copy of it when ``cfg.serial_lag`` asks for lagged weights."""
     keep_freed_memory()
     torch.manual_seed(cfg.seed)
     env = make_env(cfg, cfg.num_envs, seed=cfg.seed)
@@ -161,7 +171,7 @@ def build(cfg: TrainConfig) -> tuple[Any, Learner, Actor]:
     learner = build_learner(cfg, env)
     actor = Actor(
         env,
-        learner.model,
+        copy.deepcopy(learner.model) if cfg.serial_lag else learner.model,
         cfg.algo.unroll_length,
         seed=cfg.seed,
         reward_fn=reward_fn,
@@ -179,6 +189,39 @@ def make_replay(cfg: TrainConfig) -> UnrollReplay | None:
     if cfg.algo.replay_proportion <= 0.0:
         return None
     return UnrollReplay(cfg.algo.replay_proportion, cfg.algo.replay_capacity, seed=cfg.seed)
+
+
+class LaggedWeights:
+    """The learner's weights of ``lag`` steps ago, for an actor's own model.
+
+    Keeps the last ``lag + 1`` snapshots of the learner model's state (weights and buffers,
+    e.g. observation-normalisation statistics), newest last; :meth:`sync` loads the oldest into
+    the actor's model. Before ``lag`` updates have happened the oldest is the initial model,
+    as for actors that started with the first weights. Returns the version it loaded (the
+    ``policy_version`` the unroll records, so the learner's ``policy_lag`` metric says ``lag``).
+    """
+
+    def __init__(self, learner: Learner, target: torch.nn.Module, lag: int) -> None:
+        self.learner, self.target, self.lag = learner, target, lag
+        self.snapshots: deque[tuple[int, dict[str, torch.Tensor]]] = deque(maxlen=lag + 1)
+        self.record()
+
+    def record(self) -> None:
+        """Snapshot the learner's current weights (after each learner step)."""
+        state = {k: v.detach().clone() for k, v in self.learner.model.state_dict().items()}
+        self.snapshots.append((self.learner.version, state))
+
+    def sync(self) -> int:
+        version, state = self.snapshots[0]
+        self.target.load_state_dict(state)
+        return version
+
+    def state_dict(self) -> list[tuple[int, dict[str, torch.Tensor]]]:
+        return list(self.snapshots)
+
+    def load_state_dict(self, snapshots: list[tuple[int, dict[str, torch.Tensor]]]) -> None:
+        self.snapshots.clear()
+        self.snapshots.extend((int(v), s) for v, s in snapshots)
 
 
 class SerialRun(Budget):
@@ -201,6 +244,11 @@ class SerialRun(Budget):
         self.returns: list[float] = []  # episode returns completed in this process
         self.progress = Progress(cfg.log_interval)
         self.replay = make_replay(cfg)
+        self.lagged = (
+            LaggedWeights(self.learner, self.actor.model, cfg.serial_lag)
+            if cfg.serial_lag
+            else None
+        )
 
     @property
     def exact_resume(self) -> bool:
@@ -211,12 +259,15 @@ class SerialRun(Budget):
         """One learner step; the progress record when one is due (every ``log_interval``
         learner steps and at the last step), else None."""
         actor, learner = self.actor, self.learner
-        parts = [actor.unroll(learner.version) for _ in range(self.per_step)]
+        version = learner.version if self.lagged is None else self.lagged.sync()
+        parts = [actor.unroll(version) for _ in range(self.per_step)]
         batch = parts[0] if self.per_step == 1 else Batch.concat(parts)
         fresh = batch.unroll_length * batch.batch_size
         if self.replay is not None:
             batch = self.replay.mix(batch)
         metrics = learner.step(batch, env_steps=fresh)
+        if self.lagged is not None:
+            self.lagged.record()
         ep_returns, _ = actor.drain_episodes()
         self.returns.extend(ep_returns)
         self.progress.add(metrics, ep_returns)
@@ -234,6 +285,7 @@ class SerialRun(Budget):
             },
             "loop": self.progress.state_dict(),
             "replay": self.replay.state_dict() if self.replay is not None else None,
+            "lagged": self.lagged.state_dict() if self.lagged is not None else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -246,6 +298,12 @@ class SerialRun(Budget):
         self.progress.load_state_dict(state["loop"])
         if self.replay is not None and state.get("replay") is not None:
             self.replay.load_state_dict(state["replay"])
+        if self.lagged is not None:
+            if state.get("lagged") is None:
+                self.lagged.snapshots.clear()  # a checkpoint without lag: start it from here
+                self.lagged.record()
+            else:
+                self.lagged.load_state_dict(state["lagged"])
 
     def close(self) -> None:
         self.env.close()
