@@ -341,13 +341,13 @@ def sweeps() -> ComparePreset:
     """The weight sweeps of the algorithms the full preset does not sweep (the gated head,
     A3C, PPO, A2C, SAC, TD3), with the full preset's evaluation settings, so that their fronts
     sit beside its IMPALA-Hybrid and IMPALA-discrete ones: 7 scalarisations each, seed 0, the
-    quick preset's budgets; about 50 minutes on 2 cores."""
+    quick preset's budgets; 66 minutes here, beside the full preset on the other core."""
     rest = [e for e in _main(1.0, 1.0) if e.name not in SWEPT]
     return ComparePreset(
         "sweeps",
         tuple(_sweep(rest, {}, (0,))),
         seeds=(0,),
-        minutes=50.0,
+        minutes=65.0,
         heldout_rounds=8,
         about="the full preset's evaluation settings; 7 scalarisations, seed 0, quick budgets, "
         f"of {', '.join(e.name for e in rest)}",
