@@ -398,18 +398,17 @@ def write_report(out: str | Path, *, reps: int = 2000) -> Path:
         "episodes of the `eval` split with common random numbers (every policy meets the same "
         f"episodes). Env settings: `{dict(preset.env_kwargs) or 'defaults'}`. {preset.about}.",
         "",
-        "## Budgets (env steps per seed) and why",
-        "",
-        _table(
-            ["entry", "config", "env steps", "why"],
-            [
-                [e.name, _config(e), f"{e.steps:,}", e.why]
-                for e in preset.entries
-                if e.group != "sweep"
-            ],
-        ),
-        "",
     ]
+    budgets = [
+        [e.name, _config(e), f"{e.steps:,}", e.why] for e in preset.entries if e.group != "sweep"
+    ]
+    if budgets:  # (the sweeps' budgets are in their own section)
+        md += [
+            "## Budgets (env steps per seed) and why",
+            "",
+            _table(["entry", "config", "env steps", "why"], budgets),
+            "",
+        ]
 
     # 1. equal samples: held-out scalarised return
     def ret_rows(names: Sequence[str]) -> list[list[str]]:
