@@ -197,8 +197,7 @@ class LaggedWeights:
     Keeps the last ``lag + 1`` snapshots of the learner model's state (weights and buffers,
     e.g. observation-normalisation statistics), newest last; :meth:`sync` loads the oldest into
     the actor's model. Before ``lag`` updates have happened the oldest is the initial model,
-    as for actors that started with the first weights. Returns the version it loaded (the
-    ``policy_version`` the unroll records, so the learner's ``policy_lag`` metric says ``lag``).
+    as for actors that started with the first weights.
     """
 
     def __init__(self, learner: Learner, target: torch.nn.Module, lag: int) -> None:
@@ -212,6 +211,8 @@ class LaggedWeights:
         self.snapshots.append((self.learner.version, state))
 
     def sync(self) -> int:
+        """Load the oldest snapshot into the actor's model; its version (the
+        ``policy_version`` the unroll records, so the learner's ``policy_lag`` reads ``lag``)."""
         version, state = self.snapshots[0]
         self.target.load_state_dict(state)
         return version
