@@ -761,6 +761,9 @@ def _add_compare(sub: Any) -> None:
     p.add_argument("--preset", default="quick", choices=("quick", "full", "sweeps", "tiny"),
                    help="the grid (default quick; tiny: a one-minute test grid)")  # fmt: skip
     p.add_argument("--out", required=True, metavar="DIR", help="comparison directory")
+    p.add_argument("--jobs", type=positive_int, default=1, metavar="N",
+                   help="runs at a time, each in a process of its own on one core (default 1; "
+                   "2 halves a preset's length on 2 idle cores)")  # fmt: skip
     p.set_defaults(func=cmd_compare)
 
 
@@ -768,7 +771,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from impala_hybrid.experiments.compare import compare, get_preset
 
     try:
-        return compare(get_preset(args.preset), args.out, console=_console())
+        return compare(get_preset(args.preset), args.out, console=_console(), parallel=args.jobs)
     except ConfigError as e:
         raise CliError(str(e)) from None
 

@@ -6,7 +6,11 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import os
 import re
+import signal
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +19,7 @@ import pytest
 from impala_hybrid.cli import main
 from impala_hybrid.experiments import compare as cmp
 from impala_hybrid.experiments.report import REPORT_FILE, RUNS_CSV, SUMMARY_CSV, write_report
-from impala_hybrid.experiments.trainer import Trainer, start_run
+from impala_hybrid.experiments.trainer import LAST, Trainer, start_run
 from impala_hybrid.validation import ConfigError
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -217,7 +221,18 @@ def test_presets_state_their_grids() -> None:
         assert len(p.seeds) >= 3
         assert all(e.why for e in p.entries if e.group == "main")
     full = cmp.get_preset("full")
-    assert sum(e.group == "ablation" for e in full.entries) == 7
+    abl = {e.name: e for e in full.entries if e.group == "ablation"}
+    assert len(abl) == 9
+    # the ratio ablations act with policy lag (without it every ratio is 1 and clipping at
+    # or above 1 never binds), against a lagged base of their own
+    lag = {"serial_lag": cmp.ABLATION_LAG}
+    base = abl[f"abl: lag {cmp.ABLATION_LAG}"]
+    assert dict(base.settings) == lag
+    ratio = [e for e in abl.values() if "rho" in str(e.settings) or "ratio_mode" in str(e.settings)]
+    assert len(ratio) == 5  # (2, 1), (0.5, 0.5) twice, unclipped, per-component
+    for e in ratio:
+        if e.name != "abl: rho,c = 0.5,0.5":  # kept without lag: a shorter trace there
+            assert e.settings["serial_lag"] == cmp.ABLATION_LAG, e.name
     swept = [e for e in full.entries if e.group == "sweep"]
     assert {e.algorithm for e in swept} == set(cmp.SWEPT)
     assert len(swept) == len(cmp.SWEPT) * len(cmp.sweep_weights({}))
@@ -261,3 +276,57 @@ def test_a_grid_of_sweeps_alone_gets_its_report(grid: Path, tmp_path: Path) -> N
         assert (out / "figures" / name).read_bytes().startswith(PNG)
     rest = cmp.get_preset("sweeps").entries
     assert rest and all(e.group == "sweep" and e.algorithm not in cmp.SWEPT for e in rest)
+
+
+def test_parallel_runs_make_the_serial_numbers(grid: Path, tmp_path: Path) -> None:
+    """``parallel=2``: each run in a process of its own, the same numbers as in-process."""
+    tiny = cmp.get_preset("tiny")
+    sub = dataclasses.replace(tiny, entries=tiny.entries[:2], seeds=(0, 1))  # IMPALA, PPO
+    assert [e.family for e in sub.entries] == ["impala", "sb3"]
+    out = tmp_path / "parallel"
+    assert cmp.compare(sub, out, parallel=2) == 0
+    for entry in sub.entries:
+        for seed in sub.seeds:
+            serial = json.loads(cmp.eval_path(grid, entry, seed).read_text())
+            par = json.loads(cmp.eval_path(out, entry, seed).read_text())
+            assert par["curve"]["env_steps"] == serial["curve"]["env_steps"]
+            assert par["curve"]["return"] == pytest.approx(serial["curve"]["return"])
+            assert par["heldout"]["return"] == pytest.approx(serial["heldout"]["return"])
+    assert (out / REPORT_FILE).is_file()
+    with pytest.raises(ConfigError, match=r"parallel = 0 is invalid"):
+        cmp.compare(sub, out, parallel=0)
+
+
+def test_ctrl_c_stops_parallel_runs_resumably(tmp_path: Path) -> None:
+    """SIGINT to ``compare(parallel=2)`` reaches each running job once: each writes its
+    ``last.pt`` and the grid returns 130; the same call again finishes the grid."""
+    tiny = cmp.get_preset("tiny")
+    long = dataclasses.replace(tiny.entries[0], name="long", steps=24_000)
+    preset = dataclasses.replace(tiny, entries=(long,), seeds=(0, 1))
+    out = tmp_path / "stopped"
+    logs = [cmp.run_dir(out, long, s).with_suffix(".log") for s in preset.seeds]
+
+    def interrupt() -> None:  # once both runs have written a validation evaluation
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if all(p.is_file() and "eval @" in p.read_text() for p in logs):
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.05)
+
+    previous = signal.signal(signal.SIGINT, lambda *_: None)  # a late signal does nothing
+    try:
+        sender = threading.Thread(target=interrupt)
+        sender.start()
+        code = cmp.compare(preset, out, parallel=2)
+        sender.join()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert code == 130
+    for s in preset.seeds:
+        assert (cmp.run_dir(out, long, s) / LAST).is_file()
+        assert not cmp.trained(out, preset, long, s)
+    assert cmp.compare(preset, out, parallel=2) == 0
+    assert all(cmp.trained(out, preset, long, s) for s in preset.seeds)
+    for p in logs:  # one signal each: a stop with last.pt, not an abort
+        assert p.read_text().count("SIGINT: stopped at") == 1

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -223,18 +224,51 @@ def _main(scale: float, sb3_scale: float) -> list[Entry]:
     return entries + sb3
 
 
+#: The policy lag of the ratio ablations: what the local runtime's preset shows (its actors
+#: run ahead by about 16 learner steps, docs/results.md). The serial runtime has none of its
+#: own, so every V-trace ratio would be 1 and clipping at or above 1 would never bind.
+ABLATION_LAG = 16
+
+
 def _ablations(m: int) -> list[Entry]:
     """IMPALA-Hybrid with one thing changed each (``uav_hybrid``'s defaults: no replay,
-    ``(rho_bar, c_bar) = (1, 1)``, no LSTM, factorised head, joint ratio, scalar critic)."""
+    ``(rho_bar, c_bar) = (1, 1)``, no LSTM, factorised head, joint ratio, scalar critic).
+
+    The ratio ablations ((rho_bar, c_bar) and joint vs per-component clipping) are measured
+    against a base of their own that acts with ``serial_lag = ABLATION_LAG``: without policy
+    lag their rows would equal the base bit for bit. (0.5, 0.5) is kept without lag too,
+    where it is a shorter trace (lambda 0.5), not a clip."""
     a = "ablation"
+    lag = {"serial_lag": ABLATION_LAG}
+    k = f"lag {ABLATION_LAG}"
     return [
         Entry("abl: replay 0.5", "impala", m, {"algo.replay_proportion": 0.5}, a),
-        Entry("abl: rho,c = 2,1", "impala", m, {"algo.rho_bar": 2.0, "algo.c_bar": 1.0}, a),
         Entry("abl: rho,c = 0.5,0.5", "impala", m, {"algo.rho_bar": 0.5, "algo.c_bar": 0.5}, a),
-        Entry("abl: unclipped", "impala", m, {"algo.rho_bar": 1e9, "algo.c_bar": 1e9}, a),
         Entry("abl: LSTM 64", "impala", m, {"model.lstm_size": 64}, a),
-        Entry("abl: per-component ratio", "impala", m, {"algo.ratio_mode": "per_component"}, a),
         Entry("abl: vector critic", "impala", m, {"critic": "vector"}, a),
+        Entry(f"abl: {k}", "impala", m, lag, a, why="the ratio ablations' base"),
+        Entry(f"abl: {k}, rho,c = 2,1", "impala", m, {**lag, "algo.rho_bar": 2.0}, a),
+        Entry(
+            f"abl: {k}, rho,c = 0.5,0.5",
+            "impala",
+            m,
+            {**lag, "algo.rho_bar": 0.5, "algo.c_bar": 0.5},
+            a,
+        ),
+        Entry(
+            f"abl: {k}, unclipped",
+            "impala",
+            m,
+            {**lag, "algo.rho_bar": 1e9, "algo.c_bar": 1e9},
+            a,
+        ),
+        Entry(
+            f"abl: {k}, per-component ratio",
+            "impala",
+            m,
+            {**lag, "algo.ratio_mode": "per_component"},
+            a,
+        ),
     ]
 
 
@@ -765,14 +799,154 @@ def _check_same_grid(old: Mapping[str, Any], new: Mapping[str, Any], out: Path) 
         )
 
 
-def compare(preset: ComparePreset, out: str | Path, *, console: Console | None = None) -> int:
+def _job(out: Path, preset: ComparePreset, entry: Entry, seed: int) -> int:
+    """Train (or finish) one run and evaluate it: 0, or 130/143 when a signal stopped it."""
+    code = train(out, preset, entry, seed)
+    if code == 0:
+        evaluate_run(out, preset, entry, seed)
+    return code
+
+
+def _done(out: Path, preset: ComparePreset, entry: Entry, seed: int) -> bool:
+    return trained(out, preset, entry, seed) and eval_path(out, entry, seed).is_file()
+
+
+def _worker(out: Path, preset: ComparePreset, entry: Entry, seed: int) -> None:
+    """One run in a process of its own (``compare(..., parallel=N)``); its exit status is
+    :func:`_job`'s. It leaves the terminal's process group, so that Ctrl-C reaches it once,
+    forwarded by the parent (a second signal stops a trainer at once, without ``last.pt``)."""
+    import signal
+    import sys
+
+    from impala_hybrid.experiments.trainer import EXIT_STATUS
+
+    os.setpgid(0, 0)
+    got = [int(signal.SIGINT)]
+
+    def stop(signum: int, frame: Any) -> None:  # SB3 runs and evaluations: stop at once
+        got[0] = signum
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        code = _job(out, preset, entry, seed)
+    except KeyboardInterrupt:
+        code = EXIT_STATUS[signal.Signals(got[0])]
+    sys.exit(code)
+
+
+def _run_serial(
+    out: Path,
+    preset: ComparePreset,
+    grid: list[tuple[Entry, int]],
+    parallel: int,
+    progress: Progress,
+    task: Any,
+    c: Console,
+) -> int:
+    """Run the grid's jobs one after the other in this process."""
+    for i, (entry, seed) in enumerate(grid):
+        progress.update(task, description=f"[{i + 1}/{len(grid)}] {entry.name} seed {seed}")
+        code = _job(out, preset, entry, seed)
+        if code != 0:
+            c.print(
+                f"stopped during {entry.name} seed {seed}: run the same command again to continue"
+            )
+            return code
+        progress.advance(task, _weight(entry))
+    return 0
+
+
+def _run_parallel(
+    out: Path,
+    preset: ComparePreset,
+    grid: list[tuple[Entry, int]],
+    parallel: int,
+    progress: Progress,
+    task: Any,
+    c: Console,
+) -> int:
+    """Run the grid's unfinished jobs, ``parallel`` processes at a time (spawned: each run is
+    single-threaded and seeded, so its numbers are those of the serial loop, A3C's aside).
+
+    A SIGINT or SIGTERM to this process is forwarded once to every running job, which stops
+    as the serial loop's would (``last.pt`` written); no new job starts. A job that fails ends
+    the grid once the running ones are done."""
+    import multiprocessing
+    import multiprocessing.connection
+    import signal
+    from collections import deque
+
+    from impala_hybrid.experiments.trainer import EXIT_STATUS
+
+    ctx = multiprocessing.get_context("spawn")
+    queue: deque[tuple[Entry, int]] = deque()
+    for entry, seed in grid:
+        if _done(out, preset, entry, seed):
+            progress.advance(task, _weight(entry))
+        else:
+            queue.append((entry, seed))
+    running: dict[Any, tuple[Any, Entry, int]] = {}
+    stopped: list[int] = []
+    failed: list[str] = []
+
+    def forward(signum: int, frame: Any) -> None:
+        stopped.append(signum)
+        for proc, _, _ in list(running.values()):
+            if proc.exitcode is None:
+                os.kill(proc.pid, signum)
+
+    previous = {s: signal.signal(s, forward) for s in EXIT_STATUS}
+    try:
+        while queue or running:
+            while queue and len(running) < parallel and not stopped and not failed:
+                entry, seed = queue.popleft()
+                proc = ctx.Process(target=_worker, args=(out, preset, entry, seed), daemon=False)
+                proc.start()
+                running[proc.sentinel] = (proc, entry, seed)
+            if not running:
+                break
+            names = ", ".join(f"{e.name} seed {s}" for _, e, s in running.values())
+            progress.update(task, description=f"[{len(queue)} queued] {names}")
+            for sentinel in multiprocessing.connection.wait(list(running)):
+                proc, entry, seed = running.pop(sentinel)
+                proc.join()
+                code = proc.exitcode
+                if code == 0:
+                    progress.advance(task, _weight(entry))
+                elif code not in EXIT_STATUS.values():
+                    log = run_dir(out, entry, seed).with_suffix(".log")
+                    failed.append(f"{entry.name} seed {seed} (exit status {code}; log: {log})")
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if failed:
+        c.print(f"failed: {'; '.join(failed)}. Fix it and run the same command again.")
+        return 1
+    if stopped:
+        c.print("stopped: run the same command again to continue")
+        return EXIT_STATUS[signal.Signals(stopped[0])]
+    return 0
+
+
+def compare(
+    preset: ComparePreset,
+    out: str | Path,
+    *,
+    console: Console | None = None,
+    parallel: int = 1,
+) -> int:
     """Train and evaluate the grid into ``out`` (resumable), then write the report.
 
-    Returns 0, or 130/143 when SIGINT/SIGTERM stopped a run (its ``last.pt`` is written; run
-    the same command again to continue).
+    ``parallel``: runs at a time. 1 trains in this process; N > 1 spawns up to N processes,
+    one per run (every run is single-threaded, except A3C's 2 workers), so the grid uses N
+    cores. Returns 0, or 130/143 when SIGINT/SIGTERM stopped a run (its ``last.pt`` is
+    written; run the same command again to continue), or 1 when a run failed.
     """
     from impala_hybrid.experiments.report import write_report
 
+    if parallel < 1:
+        raise ConfigError(f"parallel = {parallel} is invalid: allowed range is [1, inf)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     c = console or Console()
@@ -781,7 +955,7 @@ def compare(preset: ComparePreset, out: str | Path, *, console: Console | None =
     if meta_path.is_file():
         _check_same_grid(json.loads(meta_path.read_text())["preset"], meta["preset"], out)
     _write_json(meta_path, meta)
-    c.print(describe(preset))
+    c.print(describe(preset) + (f"; {parallel} runs at a time" if parallel > 1 else ""))
     grid = jobs(preset)
     total = sum(_weight(e) for e, _ in grid) + 30.0
     columns = (
@@ -796,17 +970,10 @@ def compare(preset: ComparePreset, out: str | Path, *, console: Console | None =
         task = progress.add_task("classical policies", total=total)
         evaluate_classical(out, preset)
         progress.advance(task, 30.0)
-        for i, (entry, seed) in enumerate(grid):
-            progress.update(task, description=f"[{i + 1}/{len(grid)}] {entry.name} seed {seed}")
-            code = train(out, preset, entry, seed)
-            if code != 0:
-                c.print(
-                    f"stopped during {entry.name} seed {seed}: run the same command again "
-                    "to continue"
-                )
-                return code
-            evaluate_run(out, preset, entry, seed)
-            progress.advance(task, _weight(entry))
+        run = _run_parallel if parallel > 1 else _run_serial
+        code = run(out, preset, grid, parallel, progress, task, c)
+    if code != 0:
+        return code
     report = write_report(out)
     c.print(f"report: {report}")
     return 0
