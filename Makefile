@@ -29,8 +29,11 @@ run: setup
 		--set total_steps=$(RUN_STEPS)
 	$(BIN)/impala-hybrid eval --policy all --run $(RUN_DIR) --episodes 4 --num-envs 64 --seed 0
 
+# TEST_JOBS pytest-xdist workers; the Ray tests share one of them (tests/conftest.py).
+TEST_JOBS ?= 2
+
 test: setup
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" -n $(TEST_JOBS) --dist loadgroup
 
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
