@@ -222,14 +222,17 @@ def test_presets_state_their_grids() -> None:
         assert all(e.why for e in p.entries if e.group == "main")
     full = cmp.get_preset("full")
     abl = {e.name: e for e in full.entries if e.group == "ablation"}
-    assert len(abl) == 9
+    assert len(abl) == 11
     # the ratio ablations act with policy lag (without it every ratio is 1 and clipping at
     # or above 1 never binds), against a lagged base of their own
     lag = {"serial_lag": cmp.ABLATION_LAG}
     base = abl[f"abl: lag {cmp.ABLATION_LAG}"]
     assert dict(base.settings) == lag
     ratio = [e for e in abl.values() if "rho" in str(e.settings) or "ratio_mode" in str(e.settings)]
-    assert len(ratio) == 5  # (2, 1), (0.5, 0.5) twice, unclipped, per-component
+    # (2, 1), (0.5, 0.5) twice, unclipped, per-component, IMPALA's gradient unclipped
+    assert len(ratio) == 6
+    ratio.append(abl[f"abl: lag {cmp.ABLATION_LAG}, IMPALA pg"])
+    assert ratio[-1].settings["algo.pg_clip_eps"] is None
     for e in ratio:
         if e.name != "abl: rho,c = 0.5,0.5":  # kept without lag: a shorter trace there
             assert e.settings["serial_lag"] == cmp.ABLATION_LAG, e.name

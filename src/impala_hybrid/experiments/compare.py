@@ -237,7 +237,10 @@ def _ablations(m: int) -> list[Entry]:
     The ratio ablations ((rho_bar, c_bar) and joint vs per-component clipping) are measured
     against a base of their own that acts with ``serial_lag = ABLATION_LAG``: without policy
     lag their rows would equal the base bit for bit. (0.5, 0.5) is kept without lag too,
-    where it is a shorter trace (lambda 0.5), not a clip."""
+    where it is a shorter trace (lambda 0.5), not a clip. The preset's policy gradient is the
+    clipped surrogate (``pg_clip_eps = 0.2``), so there the ratio settings act on V-trace's
+    value targets only; two rows swap in IMPALA's rho-weighted gradient (Espeholt et al. 2018,
+    eq. 4), clipped at ``rho_bar = 1`` and unclipped, where the clip acts on the gradient."""
     a = "ablation"
     lag = {"serial_lag": ABLATION_LAG}
     k = f"lag {ABLATION_LAG}"
@@ -260,6 +263,22 @@ def _ablations(m: int) -> list[Entry]:
             "impala",
             m,
             {**lag, "algo.rho_bar": 1e9, "algo.c_bar": 1e9},
+            a,
+        ),
+        Entry(
+            f"abl: {k}, IMPALA pg",
+            "impala",
+            m,
+            {**lag, "algo.pg_clip_eps": None},
+            a,
+            why="the paper's rho-weighted policy gradient (clipped at rho_bar) for the preset's "
+            "clipped surrogate, through which the rows above act on the value targets only",
+        ),
+        Entry(
+            f"abl: {k}, IMPALA pg, unclipped",
+            "impala",
+            m,
+            {**lag, "algo.pg_clip_eps": None, "algo.rho_bar": 1e9, "algo.c_bar": 1e9},
             a,
         ),
         Entry(
