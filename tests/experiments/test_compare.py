@@ -8,6 +8,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import signal
 import threading
 import time
@@ -18,7 +19,13 @@ import pytest
 
 from impala_hybrid.cli import main
 from impala_hybrid.experiments import compare as cmp
-from impala_hybrid.experiments.report import REPORT_FILE, RUNS_CSV, SUMMARY_CSV, write_report
+from impala_hybrid.experiments.report import (
+    REPORT_FILE,
+    RUNS_CSV,
+    SUMMARY_CSV,
+    load_records,
+    write_report,
+)
 from impala_hybrid.experiments.trainer import LAST, Trainer, start_run
 from impala_hybrid.validation import ConfigError
 
@@ -52,6 +59,20 @@ def test_report_tables_hold_the_runs_numbers(grid: Path) -> None:
             assert r["curve"]["env_steps"][-1] >= entry.steps
             assert len(r["curve"]["return"]) >= preset.evals_per_run
             assert r["inference_us"]["median"] > 0
+            # how off-policy its training was: the means of the learner's own log
+            stats = cmp.train_stats(cmp.run_dir(grid, entry, r["seed"]))
+            assert r["train_stats"] == stats
+            if entry.family == "sb3":
+                assert stats is None
+            else:
+                rows = [
+                    json.loads(x)
+                    for x in (cmp.run_dir(grid, entry, r["seed"]) / "metrics.jsonl").open()
+                ]
+                assert stats["log_rho_abs"] == pytest.approx(
+                    np.mean([x["log_rho_abs"] for x in rows])
+                )
+                assert stats["policy_lag_mean"] == 0.0  # serial runtime, no serial_lag
         if entry.group in ("sweep", "conditioned"):
             continue  # their own section (test_weight_sweep_fronts_are_the_runs_points)
         # the table row: mean ± std over seeds, worst and best seed, as the records say
@@ -60,6 +81,8 @@ def test_report_tables_hold_the_runs_numbers(grid: Path) -> None:
         line = next(x for x in report.splitlines() if x.startswith(row))
         assert f"{returns.mean():,.1f} ± {sd:,.1f}" in line
         assert f"| {returns.min():,.1f} | {returns.max():,.1f} |" in line
+        lag = "| 0.0 |" if entry.family == "impala" else "| n/a | n/a |"
+        assert lag in line  # the policy lag column (and |log rho|)
         # and the CSVs
         with (grid / SUMMARY_CSV).open() as f:
             summary = {r["name"]: r for r in csv.DictReader(f)}
@@ -150,6 +173,17 @@ def test_report_rebuilds_without_training(grid: Path, tmp_path: Path) -> None:
     # the tables without bootstrap intervals are identical (intervals depend on --reps)
     strip = re.compile(r"\[[-\d., ]+\]")
     assert strip.sub("", ours) == strip.sub("", theirs)
+    # an evaluation file written before train_stats existed gets them from the run's log
+    preset = cmp.get_preset("tiny")
+    entry = preset.entries[0]
+    old = json.loads(cmp.eval_path(grid, entry, 0).read_text())
+    del old["train_stats"]
+    cmp.eval_path(copy, entry, 0).write_text(json.dumps(old))
+    recs = load_records(copy, preset)[0][entry.name]
+    assert recs[0]["train_stats"] is None  # the copy has no run directories
+    shutil.copytree(cmp.run_dir(grid, entry, 0), cmp.run_dir(copy, entry, 0))
+    recs = load_records(copy, preset)[0][entry.name]
+    assert recs[0]["train_stats"] == cmp.train_stats(cmp.run_dir(grid, entry, 0))
 
 
 def test_a_stopped_grid_resumes_to_the_same_numbers(grid: Path, tmp_path: Path) -> None:

@@ -683,6 +683,26 @@ def _record(res: Any) -> dict[str, Any]:
     return out
 
 
+#: The learner's off-policy metrics that the report shows per run: the policy lag of the data
+#: (learner steps), the mean ``|log rho|`` and the fraction of ratios outside ``[0.5, 2]``.
+TRAIN_STATS = ("policy_lag_mean", "log_rho_abs", "ratio_outside_frac")
+
+
+def train_stats(d: Path) -> dict[str, float] | None:
+    """Means of :data:`TRAIN_STATS` over a run's ``metrics.jsonl`` (one row per logging
+    interval): how far off-policy its training data was. None without the file (SB3 runs)."""
+    path = d / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    values: dict[str, list[float]] = {k: [] for k in TRAIN_STATS}
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        for k in TRAIN_STATS:
+            if row.get(k) is not None:
+                values[k].append(float(row[k]))
+    return {k: float(np.mean(v)) for k, v in values.items() if v}
+
+
 def evaluate_run(out: Path, preset: ComparePreset, entry: Entry, seed: int) -> Path:
     """Held-out evaluation of one trained run into its evaluation file (kept if present)."""
     path = eval_path(out, entry, seed)
@@ -704,6 +724,7 @@ def evaluate_run(out: Path, preset: ComparePreset, entry: Entry, seed: int) -> P
     }
     curve = rec["curve"]
     rec["train"] = {"env_steps": curve["env_steps"][-1], "seconds": curve["wall_s"][-1]}
+    rec["train_stats"] = train_stats(d)
     if entry.group == "conditioned":  # the one policy held at each weight of the sweep
         rec["sweep"] = [
             {

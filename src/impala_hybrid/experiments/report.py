@@ -48,10 +48,13 @@ import numpy as np
 
 from impala_hybrid.envs.config import CLASS_NAMES, OBJECTIVE_NAMES
 from impala_hybrid.experiments.compare import (
+    TRAIN_STATS,
     ComparePreset,
     Entry,
     eval_path,
     load_meta,
+    run_dir,
+    train_stats,
 )
 
 LEARNED = "IMPALA-Hybrid"
@@ -68,11 +71,13 @@ def load_records(out: Path, preset: ComparePreset) -> tuple[dict[str, list[dict]
 
     runs: dict[str, list[dict]] = {}
     for entry in preset.entries:
-        recs = [
-            json.loads(p.read_text())
-            for s in entry.seeds_in(preset)
-            if (p := eval_path(out, entry, s)).is_file()
-        ]
+        recs = []
+        for s in entry.seeds_in(preset):
+            if (p := eval_path(out, entry, s)).is_file():
+                rec = json.loads(p.read_text())
+                if "train_stats" not in rec:  # written before the field: from the run's log
+                    rec["train_stats"] = train_stats(run_dir(out, entry, s))
+                recs.append(rec)
         if recs:
             runs[entry.name] = recs
     classical = {}
@@ -81,6 +86,14 @@ def load_records(out: Path, preset: ComparePreset) -> tuple[dict[str, list[dict]
         if p.is_file():
             classical[name] = json.loads(p.read_text())
     return runs, classical
+
+
+def _mean_train_stats(recs: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """:data:`~.compare.TRAIN_STATS` averaged over an entry's seeds (empty for SB3 runs,
+    which log none): the policy lag of its data in learner steps and its mean ``|log rho|``."""
+    stats = [r["train_stats"] for r in recs if r.get("train_stats")]
+    keys = [k for k in TRAIN_STATS if stats and all(k in x for x in stats)]
+    return {k: float(np.mean([x[k] for x in stats])) for k in keys}
 
 
 def _ret(rec: Mapping[str, Any]) -> float:
@@ -117,6 +130,8 @@ def run_row(rec: Mapping[str, Any]) -> dict[str, Any]:
     train = rec.get("train", {})
     row["train_env_steps"] = train.get("env_steps")
     row["train_seconds"] = train.get("seconds")
+    for k in TRAIN_STATS:
+        row[f"train_{k}"] = (rec.get("train_stats") or {}).get(k)
     row["inference_us_median"] = rec["inference_us"]["median"]
     row["inference_us_p99"] = rec["inference_us"]["p99"]
     return row
@@ -421,6 +436,7 @@ def write_report(out: str | Path, *, reps: int = 2000) -> Path:
             )
             ratio = r.mean() / best_c_ret if best_classical and best_c_ret > 0 else math.nan
             sd = r.std(ddof=1) if len(r) > 1 else math.nan
+            off = _mean_train_stats(runs[n])
             out_rows.append(
                 [
                     n,
@@ -430,6 +446,8 @@ def write_report(out: str | Path, *, reps: int = 2000) -> Path:
                     _fmt(r.min()),
                     _fmt(r.max()),
                     _fmt(ratio, 3),
+                    _fmt(off.get("policy_lag_mean")),
+                    _fmt(off.get("log_rho_abs"), 3),
                 ]
             )
             summary.setdefault(
@@ -457,6 +475,8 @@ def write_report(out: str | Path, *, reps: int = 2000) -> Path:
         "worst seed",
         "best seed",
         f"mean / {best_classical}",
+        "policy lag",
+        "mean \\|log rho\\|",
     ]
     if main:
         md += [
