@@ -755,8 +755,8 @@ def _add_compare(sub: Any) -> None:
         "choose each run's checkpoint on validation episodes, evaluate it and the classical "
         "policies on held-out episodes, and write OUT/report.md. Resumable: run the same "
         "command again after a stop; finished runs are skipped. quick: about 20 minutes on 2 "
-        "cores; full: about 2 hours; sweeps: the weight sweeps full does not train, about an "
-        "hour.",
+        "cores; full: about 85 minutes with --jobs 2; sweeps: the weight sweeps full does not "
+        "train, about an hour.",
     )
     p.add_argument("--preset", default="quick", choices=("quick", "full", "sweeps", "tiny"),
                    help="the grid (default quick; tiny: a one-minute test grid)")  # fmt: skip

@@ -294,7 +294,7 @@ def _ablations(m: int) -> list[Entry]:
 #: The algorithms whose weight sweeps the full preset trains, at the quick preset's budgets:
 #: the method and its discretised relative (the strongest IMPALA variant at 1M steps). Seven
 #: scalarisations cost about 5 minutes per IMPALA algorithm and 8 for SAC, 10 for PPO: a
-#: sweep of every algorithm would not fit the full preset's 2 hours on 2 cores. Any entry of
+#: sweep of every algorithm would not fit the full preset's length on 2 cores. Any entry of
 #: ``_main`` can be swept by adding its name here.
 SWEPT = ("IMPALA-Hybrid", "IMPALA-discrete")
 
@@ -370,10 +370,11 @@ def quick() -> ComparePreset:
 
 
 def full() -> ComparePreset:
-    """The plan's algorithms and the ablations, 3 seeds, and the weight sweeps: about 2 hours
-    on 2 cores. The IMPALA family gets 3M env steps (about 2 minutes a run); the SB3
-    baselines 1.5x the quick budgets, about the seconds of an IMPALA run (1.2-1.6x for PPO,
-    SAC and TD3, 0.7x for A2C)."""
+    """The plan's algorithms and the ablations, 3 seeds, and the weight sweeps: 72 runs,
+    about 85 minutes on 2 cores with ``parallel=2`` (``--jobs 2``), about 2.5 hours one run
+    at a time (docs/results.md). The IMPALA family gets 3M env steps (about 2 minutes a run);
+    the SB3 baselines 1.5x the quick budgets, about the seconds of an IMPALA run (1.2-1.6x
+    for PPO, SAC and TD3, 0.7x for A2C)."""
     main = _main(3.0, 1.5)
     swept = [e for e in _main(1.0, 1.0) if e.name in SWEPT]
     sweep = _sweep(swept, {}, (0,))
@@ -381,9 +382,10 @@ def full() -> ComparePreset:
     return ComparePreset(
         "full",
         tuple(main + _ablations(3_000_000) + sweep + [conditioned]),
-        minutes=120.0,
+        minutes=85.0,
         heldout_rounds=8,
-        about="main algorithms and ablations, 3M env steps for the IMPALA family, SB3 "
+        about="with --jobs 2 (one run at a time: about 150 min); main algorithms and "
+        "ablations, 3M env steps for the IMPALA family, SB3 "
         "baselines at 1.5x the quick budgets; a weight sweep (7 scalarisations, seed 0, "
         f"quick budgets) of {', '.join(SWEPT)} and a preference-conditioned IMPALA-Hybrid "
         "with the env steps of its sweep; held-out: 256 episodes",
