@@ -96,7 +96,8 @@ def plot_learning_curves(
     for i, (algo, (grid, mid, lo, hi)) in enumerate(bands.items()):
         n = len(runs[algo])
         ax.fill_between(grid, lo, hi, color=f"C{i}", alpha=0.2, lw=0)
-        ax.plot(grid, mid, color=f"C{i}", lw=2, label=f"{algo} ({center}, {n} runs)")
+        ls = ("-", "--", ":")[i // 10 % 3]  # the colour cycle has 10: past it, another style
+        ax.plot(grid, mid, color=f"C{i}", lw=2, ls=ls, label=f"{algo} ({center}, {n} runs)")
     for j, (name, value) in enumerate((baselines or {}).items()):
         ax.axhline(value, color=f"C{len(bands) + j}", ls="--", lw=1.2, label=name)
     ax.set_xlabel(x_label)
