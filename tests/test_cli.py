@@ -129,3 +129,22 @@ def test_every_command_describes_itself(
     text = " ".join(capsys.readouterr().out.split())
     description = text.split("options:")[0].split("]")[-1]  # between usage and options
     assert needle in description, text
+
+
+def test_compare_jobs_reaches_the_grid_and_is_checked(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    """``compare --jobs N`` runs the grid N runs at a time; N < 1 is refused by name."""
+    from impala_hybrid.experiments import compare as cmp
+
+    seen: dict[str, object] = {}
+
+    def fake(preset: object, out: object, *, console: object = None, parallel: int = 1) -> int:
+        seen.update(preset=preset, parallel=parallel)
+        return 0
+
+    monkeypatch.setattr(cmp, "compare", fake)
+    assert cli.main(["compare", "--preset", "tiny", "--out", str(tmp_path), "--jobs", "2"]) == 0
+    assert seen["parallel"] == 2 and seen["preset"] == cmp.get_preset("tiny")
+    assert cli.main(["compare", "--preset", "tiny", "--out", str(tmp_path), "--jobs", "0"]) == 2
+    assert "--jobs" in capsys.readouterr().err

@@ -877,28 +877,6 @@ def _worker(out: Path, preset: ComparePreset, entry: Entry, seed: int) -> None:
     sys.exit(code)
 
 
-def _run_serial(
-    out: Path,
-    preset: ComparePreset,
-    grid: list[tuple[Entry, int]],
-    parallel: int,
-    progress: Progress,
-    task: Any,
-    c: Console,
-) -> int:
-    """Run the grid's jobs one after the other in this process."""
-    for i, (entry, seed) in enumerate(grid):
-        progress.update(task, description=f"[{i + 1}/{len(grid)}] {entry.name} seed {seed}")
-        code = _job(out, preset, entry, seed)
-        if code != 0:
-            c.print(
-                f"stopped during {entry.name} seed {seed}: run the same command again to continue"
-            )
-            return code
-        progress.advance(task, _weight(entry))
-    return 0
-
-
 def _run_parallel(
     out: Path,
     preset: ComparePreset,
@@ -1012,10 +990,18 @@ def compare(
         task = progress.add_task("classical policies", total=total)
         evaluate_classical(out, preset)
         progress.advance(task, 30.0)
-        run = _run_parallel if parallel > 1 else _run_serial
-        code = run(out, preset, grid, parallel, progress, task, c)
-    if code != 0:
-        return code
+        if parallel > 1:
+            code = _run_parallel(out, preset, grid, parallel, progress, task, c)
+            if code != 0:
+                return code
+        else:
+            for i, (entry, seed) in enumerate(grid):
+                progress.update(task, description=f"[{i + 1}/{len(grid)}] {entry.name} seed {seed}")
+                code = _job(out, preset, entry, seed)
+                if code != 0:
+                    c.print(f"stopped during {entry.name} seed {seed}: run the same command again")
+                    return code
+                progress.advance(task, _weight(entry))
     report = write_report(out)
     c.print(f"report: {report}")
     return 0
