@@ -195,10 +195,12 @@ def _add_eval(sub: Any) -> None:
     p = sub.add_parser(
         "eval",
         help="evaluate policies on fixed seeds (common random numbers)",
-        description="Evaluate the classical UAV policies (and, with --run, the greedy policy "
-        "of trained runs) on the UAV simulator: --episodes x --num-envs whole episodes on "
-        "fixed evaluation seeds. Every policy faces the same arrivals, incidents and backhaul "
-        "states (common random numbers), so differences between rows are paired. Prints a "
+        description="Evaluate the classical UAV policies (and, with --run, the deployed policy "
+        "of trained runs: greedy, with the discrete choice drawn by a seeded generator where "
+        "the run's discrete_choice is sample) on the UAV simulator: --episodes x --num-envs "
+        "whole episodes on fixed evaluation seeds. Every policy faces the same arrivals, "
+        "incidents and backhaul states (common random numbers), so differences between rows "
+        "are paired. Prints a "
         "table of returns, per-objective returns, latency tails and drops; --out writes JSON. "
         "A run trained on any other env (a Gymnasium id or module:factory) is evaluated on "
         "that env with its env_kwargs: greedy return, episode length and the mean of each "
@@ -212,13 +214,19 @@ def _add_eval(sub: Any) -> None:
         action="append",
         default=[],
         metavar="RUN_DIR",
-        help="also evaluate the greedy policy of a trained run (best checkpoint); repeatable",
+        help="also evaluate the deployed policy of a trained run (best checkpoint); repeatable",
     )
     p.add_argument(
         "--checkpoint",
         choices=("best", "last"),
         default="best",
         help="which checkpoint of each --run to evaluate (default best)",
+    )
+    p.add_argument(
+        "--discrete-choice",
+        choices=("mode", "sample"),
+        help="how each --run's policy takes its discrete choice: mode (the most probable) or "
+        "sample (drawn with a seeded generator); default: the run's own discrete_choice",
     )
     p.add_argument(
         "--weights",
@@ -248,7 +256,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from impala_hybrid.envs.heuristics import HEURISTICS, make_heuristic
     from impala_hybrid.evaluation.rollout import evaluate
 
-    runs = _load_runs(args.run, args.checkpoint)
+    runs = _with_discrete_choice(_load_runs(args.run, args.checkpoint), args.discrete_choice)
     weights = _parse_weights(args.weights)
     if runs and all(not uav for _, _, uav in runs):
         return _eval_other_env(args, runs, weights)
@@ -294,6 +302,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
     }
     _write_json(args.out, payload, console)
     return 0
+
+
+def _with_discrete_choice(
+    runs: list[tuple[str, tuple[Any, Any], bool]], choice: str | None
+) -> list[tuple[str, tuple[Any, Any], bool]]:
+    """``eval --discrete-choice``: each run's config with ``discrete_choice`` replaced."""
+    from impala_hybrid.runtime.config import TrainConfig
+
+    if choice is None:
+        return runs
+    out = []
+    for name, (cfg, model), uav in runs:
+        if not isinstance(cfg, TrainConfig):
+            raise CliError(
+                f"--discrete-choice: {name} is a Stable-Baselines3 run, whose policy has no "
+                "discrete choice of ours to set; evaluate it without the option"
+            )
+        out.append((name, (dataclasses.replace(cfg, discrete_choice=choice), model), uav))
+    return out
 
 
 def _load_runs(run_dirs: list[str], checkpoint: str) -> list[tuple[str, tuple[Any, Any], bool]]:
@@ -370,7 +397,7 @@ def _eval_other_env(
                 raise CliError(f"--run {name[4:]}: {e}") from None
             results[name] = {"env": cfg.env, "env_kwargs": env_kwargs, **stats.summary()}
     keys = sorted({k for r in results.values() for k in r["info"]})
-    table = Table(title=f"Evaluation: {n} greedy episodes, seed {args.seed} (mean over episodes)")
+    table = Table(title=f"Evaluation: {n} episodes, seed {args.seed} (mean over episodes)")
     for col in ("policy", "env", "return", "length", *keys):
         table.add_column(col, justify="left" if col in ("policy", "env") else "right")
     for name, r in results.items():
@@ -564,7 +591,9 @@ def _add_export(sub: Any) -> None:
     p = sub.add_parser(
         "export",
         help="export a run's policy for deployment (ONNX, TorchScript or NumPy weights)",
-        description="Export the deterministic policy of a run directory. The artifact comes "
+        description="Export the deployed policy of a run directory (the discrete choice "
+        "drawn from the policy with a seeded generator where the run's discrete_choice is "
+        "sample, as its evaluations did). The artifact comes "
         "with a JSON sidecar describing the action space; load it with "
         "impala_hybrid.deploy.load_exported (ONNX and npz need no torch). Which to deploy: "
         "npz (NumPy only, the fastest: ~15 us per decision at batch 1 on one core) or onnx "
@@ -608,8 +637,19 @@ def cmd_export(args: argparse.Namespace) -> int:
         else Path(args.run) / "export" / ("policy" + EXPORT_SUFFIX[args.format])
     )
     out.parent.mkdir(parents=True, exist_ok=True)
-    path = export_model(model, out, format=args.format, preference=objective_names(cfg))
+    path = export_model(
+        model,
+        out,
+        format=args.format,
+        preference=objective_names(cfg),
+        discrete_choice=cfg.discrete_choice,
+    )
     _console().print(f"exported {args.checkpoint} policy of {args.run} to {path} ({args.format})")
+    if cfg.discrete_choice == "sample":
+        _console().print(
+            "its discrete choice is drawn from the policy (discrete_choice = sample), as in "
+            "evaluation; load_exported(path, seed=S) seeds the draws"
+        )
     return 0
 
 

@@ -148,9 +148,12 @@ def done_flags(n: int, step: int) -> np.ndarray:
     return (np.arange(n) + step) % 3 == 0
 
 
-def reference_actions(model: ActorCritic, obs: list[np.ndarray]) -> list[Any]:
-    """``TorchPolicy``'s deterministic actions over consecutive steps (with done resets)."""
-    policy = TorchPolicy(model)
+def reference_actions(
+    model: ActorCritic, obs: list[np.ndarray], discrete_choice: str = "mode", seed: int = 0
+) -> list[Any]:
+    """``TorchPolicy``'s deterministic actions over consecutive steps (with done resets);
+    with ``discrete_choice = "sample"`` its choices drawn from a generator at ``seed``."""
+    policy = TorchPolicy(model, discrete_choice=discrete_choice, seed=seed)
     out = []
     for t, o in enumerate(obs):
         out.append(policy(o))

@@ -252,3 +252,65 @@ def test_sidecar_that_does_not_fit_its_artifact_is_refused(artifact: Any, tmp_pa
         load_exported(renamed)
     with pytest.raises(ArtifactError, match="no such artifact"):
         load_exported(tmp_path / "missing.onnx")
+
+
+# A sampled discrete choice (TrainConfig.discrete_choice = "sample")
+
+SAMPLED = ("categorical", "hybrid_factorized", "hybrid_gated", "beta_gated_lstm")
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("case", SAMPLED)
+def test_sampled_choice_artifact_draws_what_torch_draws(
+    tmp_path: Path, case: str, fmt: str
+) -> None:
+    """The artifact takes Gumbel noise as input ``gumbel`` and every loaded policy feeds it
+    from its own seeded generator: the same seed gives TorchPolicy's actions exactly, in
+    every format, and the draws differ from the mode (they are draws, not the argmax)."""
+    model = make_model(case)
+    path = export_model(model, tmp_path / f"{case}.{fmt}", fmt, discrete_choice="sample")  # type: ignore[arg-type]
+    meta = json.loads(sidecar_path(path).read_text())
+    assert meta["policy"]["discrete_choice"] == "sample"
+    assert meta["artifact"]["inputs"][:2] == ["obs", "gumbel"]
+    obs = observations(64, 4, seed=5)
+    got = run_policy(load_exported(path, seed=7), obs)
+    for g, w in zip(got, reference_actions(model, obs, "sample", seed=7), strict=True):
+        assert_actions_match(g, w)
+    modes = reference_actions(model, obs)
+    differs = [
+        not np.array_equal(_discrete(g, case), _discrete(m, case))
+        for g, m in zip(got, modes, strict=True)
+    ]
+    assert all(differs)
+    again = run_policy(load_exported(path, seed=7), obs)  # same seed, same draws
+    for a, b in zip(again, got, strict=True):
+        assert_actions_match(a, b)
+    other = run_policy(load_exported(path, seed=8), obs)
+    assert any(
+        not np.array_equal(_discrete(a, case), _discrete(b, case))
+        for a, b in zip(other, got, strict=True)
+    )
+
+
+def _discrete(action: Any, case: str) -> np.ndarray:
+    """The discrete index array of a batched env action of a ``tests.deploy`` case."""
+    if isinstance(action, dict):
+        return next(v for v in action.values() if np.asarray(v).dtype.kind == "i")
+    if isinstance(action, tuple):
+        return next(v for v in action if isinstance(v, np.ndarray) and v.dtype.kind == "i")
+    return np.asarray(action)
+
+
+def test_mode_artifacts_are_unchanged_by_the_sampled_choice(artifact: Any) -> None:
+    """A mode policy's sidecar has no ``discrete_choice`` entry and no noise input (sidecars
+    and graphs written before the option are what is written now)."""
+    meta = json.loads(sidecar_path(artifact("hybrid_factorized", "onnx")).read_text())
+    assert "discrete_choice" not in meta["policy"]
+    assert meta["artifact"]["inputs"] == ["obs"]
+
+
+def test_sampled_choice_needs_a_discrete_part(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError, match="discrete_choice 'sample' needs a discrete part"):
+        export_model(make_model("beta"), tmp_path / "p.npz", "npz", discrete_choice="sample")
+    with pytest.raises(ArtifactError, match="discrete_choice 'argmax' is not one of"):
+        export_model(make_model("categorical"), tmp_path / "p.npz", "npz", discrete_choice="argmax")

@@ -544,3 +544,67 @@ def test_factory_and_constructor_errors() -> None:
         )
     with pytest.raises(ValueError, match="batch shape"):
         HybridFactorizedDistribution(cat, BetaDistribution(torch.zeros(3, D), torch.zeros(3, D)))
+
+
+# choice_mode: the discrete choice drawn by Gumbel-max, the parameters at their mode
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_choice_mode_with_zero_noise_is_the_mode(name: str) -> None:
+    dist, _ = BUILDERS[name]((5, 2), torch.float32)
+    for got, want in zip(
+        _tensors(dist.choice_mode(torch.zeros(5, 2, K))), _tensors(dist.mode()), strict=True
+    ):
+        assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("name", ["categorical", "factorized", "gated_gaussian", "gated_beta"])
+def test_choice_mode_with_gumbel_noise_draws_the_choice_from_pi(name: str) -> None:
+    """Gumbel-max: the choice's frequencies over 40k draws match pi within 4 standard errors;
+    the continuous part is the mode given the drawn choice (for a gated head, the drawn
+    choice's own parameter set)."""
+    from impala_hybrid.deploy.inference import gumbel_noise
+
+    dist, _ = BUILDERS[name]((3,), torch.float32)
+    cat = dist if isinstance(dist, CategoricalDistribution) else dist.discrete
+    n = 40_000
+    rng = np.random.default_rng(0)
+    noise = torch.from_numpy(gumbel_noise(rng, 3 * n, K)).reshape(n, 3, K)
+    # the same 3 distributions n times: expand the logits along a new leading axis
+    rep = BUILDERS[name]((3,), torch.float32)[0]
+    action = _choice_mode_repeated(rep, noise)
+    k = action.discrete if isinstance(action, HybridAction) else action
+    freq = torch.stack([(k == j).double().mean(0) for j in range(K)], -1)  # [3, K]
+    p = cat.probs.detach().double()
+    se = (p * (1 - p) / n).sqrt()
+    assert ((freq - p).abs() <= 4 * se + 1e-12).all(), (freq, p)
+    if isinstance(action, HybridAction):
+        if isinstance(rep, HybridGatedDistribution):
+            want = rep.continuous.mode()[torch.arange(3), k]  # [n, 3, D]
+        else:
+            want = rep.continuous.mode().expand(n, 3, D)
+        assert torch.equal(action.continuous, want)
+
+
+def _choice_mode_repeated(dist: Any, noise: Tensor) -> Any:
+    """``dist.choice_mode`` for ``noise [n, *batch, K]``: the distribution broadcast to n rows."""
+    n = noise.shape[0]
+    if isinstance(dist, CategoricalDistribution):
+        return CategoricalDistribution(
+            dist.logits.detach().expand(n, *dist.logits.shape)
+        ).choice_mode(noise)
+    cat = CategoricalDistribution(
+        dist.discrete.logits.detach().expand(n, *dist.discrete.logits.shape)
+    )
+    c = dist.continuous
+    if isinstance(c, SquashedGaussianDistribution):
+        cont: Any = SquashedGaussianDistribution(
+            c.mean.detach().expand(n, *c.mean.shape),
+            c.log_std.detach().expand(n, *c.log_std.shape), LOW, HIGH,
+        )  # fmt: skip
+    else:
+        cont = BetaDistribution(
+            c.raw_alpha.detach().expand(n, *c.raw_alpha.shape),
+            c.raw_beta.detach().expand(n, *c.raw_beta.shape), LOW, HIGH,
+        )  # fmt: skip
+    return type(dist)(cat, cont).choice_mode(noise)

@@ -4,7 +4,11 @@ What is exported is not the training network but :class:`DeterministicActor`: ``
 obs_dim]`` (plus the LSTM state ``h, c [N, H]`` for a recurrent model) to the deployed action
 in env units, as plain tensors:
 
-* ``discrete`` int64 ``[N]``, the argmax of the logits (for categorical and hybrid kinds);
+* ``discrete`` int64 ``[N]``, the argmax of the logits (for categorical and hybrid kinds); a
+  policy exported with ``discrete_choice="sample"`` takes one more input, ``gumbel [N, K]``,
+  and returns the argmax of the log-probabilities plus that noise: a draw from the policy
+  when the noise is standard Gumbel, which every loaded policy feeds from its own seeded
+  generator (:func:`~impala_hybrid.deploy.inference.gumbel_noise`), the mode when it is 0;
 * ``continuous`` float32 ``[N, D]`` in ``[low, high]`` (for the continuous and hybrid kinds):
   the squashed Gaussian's ``squash(mean)`` or the Beta's mode, for gated heads the chosen
   action's parameter set;
@@ -94,10 +98,11 @@ class DeterministicActor(nn.Module):
     action_low: Tensor
     action_high: Tensor
 
-    def __init__(self, model: ActorCritic) -> None:
+    def __init__(self, model: ActorCritic, discrete_choice: str = "mode") -> None:
         super().__init__()
         model = dense_copy(model)  # a zone-tied network as the dense layers it computes
-        self.spec = PolicySpec.from_model(model)  # refuses what the artifact cannot reproduce
+        # refuses what the artifact cannot reproduce
+        self.spec = PolicySpec.from_model(model, discrete_choice)
         self.obs_norm = copy.deepcopy(model.obs_norm)  # statistics frozen from here on
         self.trunk = copy.deepcopy(model.trunk)
         self.lstm = copy.deepcopy(model.lstm)
@@ -133,9 +138,12 @@ class DeterministicActor(nn.Module):
         idx = k.reshape(-1, 1, 1).expand(-1, 1, self.spec.action_dim)
         return p.gather(1, idx).squeeze(1)
 
-    def forward(
-        self, obs: Tensor, h: Tensor | None = None, c: Tensor | None = None
-    ) -> tuple[Tensor, ...]:
+    def forward(self, obs: Tensor, *rest: Tensor) -> tuple[Tensor, ...]:
+        """``(obs[, gumbel][, h, c])`` in :attr:`input_names` order."""
+        noise: Tensor | None = None
+        if self.spec.samples_choice:
+            noise, rest = rest[0], rest[1:]
+        h, c = rest if rest else (None, None)
         x = self.trunk(obs if self.obs_norm is None else self.obs_norm(obs))
         if self.lstm is not None:
             assert h is not None and c is not None, "a recurrent actor needs h and c"
@@ -145,7 +153,8 @@ class DeterministicActor(nn.Module):
         outs: list[Tensor] = []
         k: Tensor | None = None
         if self.spec.has_discrete:
-            k = F.log_softmax(self._param(flat, "logits"), dim=-1).argmax(-1)
+            logp = F.log_softmax(self._param(flat, "logits"), dim=-1)
+            k = (logp if noise is None else logp + noise).argmax(-1)
             outs.append(k)
         if self.spec.has_continuous:
             low, high = self.action_low, self.action_high
@@ -187,12 +196,16 @@ def export_model(
     *,
     opset: int = ONNX_OPSET,
     preference: Sequence[str] | None = None,
+    discrete_choice: str = "mode",
 ) -> Path:
     """Write ``model``'s deterministic policy to ``path`` plus its sidecar; returns ``path``.
 
     ``preference``: the objective names of a preference-conditioned model
     (``TrainConfig.preference``), whose observation ends with their weights ``w``; the
     sidecar's ``observation`` entry then says so, so that a deployment feeds ``[obs, w]``.
+    ``discrete_choice``: ``"mode"`` deploys the most probable discrete choice, ``"sample"``
+    draws it from the policy (``TrainConfig.discrete_choice``; the graph then takes Gumbel
+    noise as the input ``gumbel``, which every loaded policy feeds from its seeded generator).
 
     Raises ``ValueError`` for an unknown format and
     :class:`~impala_hybrid.deploy.inference.UnsupportedModelError` for a model the artifact
@@ -201,13 +214,15 @@ def export_model(
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; expected one of {FORMATS}")
     model = dense_copy(model)  # a zone-tied network as the dense layers it computes
-    actor = DeterministicActor(model).cpu().eval()  # artifacts run on CPU
+    actor = DeterministicActor(model, discrete_choice).cpu().eval()  # artifacts run on CPU
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     spec = actor.spec
     gen = torch.Generator().manual_seed(0)
     n = 2  # >= 2 so torch.export does not specialise the batch axis to 1
     example: tuple[Tensor, ...] = (torch.randn(n, spec.obs_dim, generator=gen),)
+    if spec.samples_choice:
+        example += (torch.zeros(n, spec.num_actions),)
     if spec.recurrent:
         example += (torch.zeros(n, spec.lstm_size), torch.zeros(n, spec.lstm_size))
     artifact: dict[str, Any] = {
@@ -231,7 +246,12 @@ def export_model(
                 input_names=actor.input_names,
                 output_names=actor.output_names,
                 opset_version=opset,
-                dynamic_shapes=tuple({0: batch} for _ in example),
+                # forward(obs, *rest): the shapes nest as its arguments do
+                dynamic_shapes=(
+                    ({0: batch}, tuple({0: batch} for _ in example[1:]))
+                    if len(example) > 1
+                    else ({0: batch},)
+                ),
                 external_data=False,
                 dynamo=True,
                 verbose=False,
@@ -302,6 +322,8 @@ class TorchScriptPolicy(_StatefulRuntimePolicy):
             torch.jit.optimized_execution(False),
         ):
             args = [torch.from_numpy(obs)]
+            if self.spec.samples_choice:
+                args.append(torch.from_numpy(self._gumbel(obs.shape[0])))
             if self.spec.recurrent:
                 assert self.h is not None and self.c is not None
                 args += [torch.from_numpy(self.h), torch.from_numpy(self.c)]
@@ -309,8 +331,8 @@ class TorchScriptPolicy(_StatefulRuntimePolicy):
         return [o.numpy() for o in outs]
 
 
-def load_exported(path: str | Path, *, threads: int = 1) -> DeployedPolicy:
+def load_exported(path: str | Path, *, threads: int = 1, seed: int = 0) -> DeployedPolicy:
     """Load an artifact written by :func:`export_model` as a callable policy with
     :class:`~impala_hybrid.evaluation.policy.TorchPolicy`'s interface (``obs -> env action``,
     ``reset``, ``observe_done``). Same as :func:`impala_hybrid.deploy.inference.load_policy`."""
-    return load_policy(path, threads=threads)
+    return load_policy(path, threads=threads, seed=seed)

@@ -29,6 +29,9 @@ of overhead each, because everything that can be decided once is decided at cons
 * buffers are allocated once per batch size; a call allocates only its returned action arrays
   (fresh arrays, so a caller may keep them across calls).
 
+A policy whose spec samples the discrete choice (``discrete_choice = "sample"``) adds Gumbel
+noise from its seeded generator to the logits before the argmax (:func:`gumbel_noise`; one
+array op), which is :meth:`ActionDistribution.choice_mode` with the same noise.
 The action equals ``model.distribution(params).mode()`` mapped by ``to_env``: the discrete index
 exactly (barring logits tied to float32 rounding), the continuous part within 1e-5;
 ``tests/deploy`` checks every action kind, with and without an LSTM core.
@@ -67,6 +70,7 @@ __all__ = [
     "PolicySpec",
     "UnsupportedModelError",
     "file_sha256",
+    "gumbel_noise",
     "load_policy",
     "read_sidecar",
     "sidecar_path",
@@ -91,10 +95,22 @@ _ONE = np.float32(1.0)
 _TWO = np.float32(2.0)
 
 
-_OPTIONAL = ("segments", "param_container", "param_keys", "obs_norm_clip")
+_OPTIONAL = ("segments", "param_container", "param_keys", "obs_norm_clip", "discrete_choice")
 """Sidecar fields written only where set, so sidecars of policies without them are unchanged
 and sidecars written before they existed still load."""
 OBS_NORM_EPS = 1e-8  # as models.normalization.OBS_NORM_EPS (this module imports no torch)
+DISCRETE_CHOICES = ("mode", "sample")
+
+
+def gumbel_noise(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
+    """Standard Gumbel noise ``[n, k]`` float32 from ``rng``: ``-log(-log(u))`` with ``u``
+    uniform in ``(0, 1)``. ``argmax_k (log pi(k) + noise_k)`` is then a draw from ``pi`` (the
+    Gumbel-max trick): how a policy with ``discrete_choice = "sample"`` takes its discrete
+    choice, the same in training-side evaluation (``TorchPolicy``) and in every deployed
+    format, so one seed gives one sequence of actions everywhere."""
+    u = rng.random((n, k))
+    np.maximum(u, np.finfo(np.float64).tiny, out=u)  # random() is in [0, 1)
+    return (-np.log(-np.log(u))).astype(_F32)
 
 
 class ArtifactError(ValueError):
@@ -142,6 +158,10 @@ class PolicySpec:
     # Observation normalisation (ModelConfig.obs_norm): the clip of the normalised
     # observations; None without. The statistics are weights (obs_norm.mean, obs_norm.var).
     obs_norm_clip: float | None = None
+    # How the discrete choice is taken: "mode" (argmax of the logits) or "sample" (argmax of
+    # the logits plus Gumbel noise: a draw from the policy; the graph then takes the noise
+    # as its input ``gumbel [N, K]``). Written to the sidecar only for "sample".
+    discrete_choice: str | None = None
 
     def __post_init__(self) -> None:
         problems = self._problems()
@@ -194,6 +214,13 @@ class PolicySpec:
                 p.append(f"param_container {self.param_container!r} is not 'tuple' or 'dict'")
             if self.param_keys is None or len(self.param_keys) != len(self.segments):
                 p.append("param_keys must name one entry per segment")
+        if self.discrete_choice is not None:
+            if self.discrete_choice not in DISCRETE_CHOICES:
+                p.append(
+                    f"discrete_choice {self.discrete_choice!r} is not one of {DISCRETE_CHOICES}"
+                )
+            elif self.discrete_choice == "sample" and not self.has_discrete:
+                p.append(f"discrete_choice 'sample' needs a discrete part; kind is {self.kind}")
         if self.obs_norm_clip is not None and not self.obs_norm_clip > 0:
             p.append(f"obs_norm_clip = {self.obs_norm_clip} must be > 0")
         if not self.hidden or any(h < 1 for h in self.hidden):
@@ -219,6 +246,11 @@ class PolicySpec:
         return self.lstm_size > 0
 
     @property
+    def samples_choice(self) -> bool:
+        """Whether the discrete choice is drawn (``discrete_choice = "sample"``)."""
+        return self.discrete_choice == "sample"
+
+    @property
     def core_width(self) -> int:
         """Width of the features the heads read: the LSTM's, else the last trunk layer's."""
         return self.lstm_size if self.recurrent else self.hidden[-1]
@@ -240,8 +272,10 @@ class PolicySpec:
 
     @property
     def input_names(self) -> list[str]:
-        """Inputs of an exported graph: ``obs`` (+ the LSTM state ``h``, ``c``)."""
-        return ["obs", "h", "c"] if self.recurrent else ["obs"]
+        """Inputs of an exported graph: ``obs`` (+ the Gumbel noise ``gumbel [N, K]`` of a
+        sampled choice) (+ the LSTM state ``h``, ``c``)."""
+        names = ["obs", "gumbel"] if self.samples_choice else ["obs"]
+        return names + (["h", "c"] if self.recurrent else [])
 
     @property
     def output_names(self) -> list[str]:
@@ -333,6 +367,9 @@ class PolicySpec:
                 obs_norm_clip=(
                     None if data.get("obs_norm_clip") is None else float(data["obs_norm_clip"])
                 ),
+                discrete_choice=(
+                    None if data.get("discrete_choice") is None else str(data["discrete_choice"])
+                ),
             )
         except (TypeError, ValueError, IndexError, KeyError) as e:
             if isinstance(e, ArtifactError):
@@ -340,9 +377,10 @@ class PolicySpec:
             raise ArtifactError(f"malformed policy spec: {e}") from e
 
     @classmethod
-    def from_model(cls, model: ActorCritic) -> PolicySpec:
+    def from_model(cls, model: ActorCritic, discrete_choice: str = "mode") -> PolicySpec:
         """The spec of an ``ActorCritic``, after checking that its layers are the ones this
-        module reproduces (a modified network would otherwise deploy silently wrong)."""
+        module reproduces (a modified network would otherwise deploy silently wrong);
+        ``discrete_choice``: ``"mode"`` or ``"sample"`` (see the field)."""
         import torch
         from torch import nn
 
@@ -403,6 +441,7 @@ class PolicySpec:
             param_container=action.param_container,
             param_keys=action.param_keys,
             obs_norm_clip=None if model.obs_norm is None else float(model.obs_norm.clip),
+            discrete_choice=None if discrete_choice == "mode" else discrete_choice,
         )
         layout = {name: shape for name, shape in spec.param_layout()}
         if layout != {k: tuple(v) for k, v in model.shapes.items()}:
@@ -481,12 +520,26 @@ def _check_done(done: Any, n: int) -> np.ndarray:
 class DeployedPolicy(ABC):
     """Callable policy ``obs [N, obs_dim] -> batched env action`` with
     :class:`~impala_hybrid.evaluation.policy.TorchPolicy`'s interface (``reset``,
-    ``observe_done``), always deterministic. One observation ``[obs_dim]`` gets one action
-    (no batch axis: a discrete index, a ``[D]`` array, or a dict/tuple of those); it runs as
-    a batch of one. Recurrent policies keep their LSTM state between calls; a new batch size
-    starts every row from a fresh state, as ``TorchPolicy`` does."""
+    ``observe_done``), deterministic: a policy whose spec samples the discrete choice
+    (``discrete_choice = "sample"``) draws it with its own generator (:meth:`reseed`; seed 0
+    unless told), so one seed gives one sequence of actions. One observation ``[obs_dim]``
+    gets one action (no batch axis: a discrete index, a ``[D]`` array, or a dict/tuple of
+    those); it runs as a batch of one. Recurrent policies keep their LSTM state between
+    calls; a new batch size starts every row from a fresh state, as ``TorchPolicy`` does."""
 
     spec: PolicySpec
+    rng: np.random.Generator | None = None  # the sampled choice's generator (made on first use)
+
+    def reseed(self, seed: int) -> None:
+        """Restart the generator of a sampled discrete choice at ``seed``."""
+        self.rng = np.random.default_rng(seed)
+
+    def _gumbel(self, n: int) -> np.ndarray:
+        """Gumbel noise ``[n, K]`` for a sampled choice (:func:`gumbel_noise`)."""
+        if self.rng is None:
+            self.reseed(0)
+        assert self.rng is not None
+        return gumbel_noise(self.rng, n, self.spec.num_actions)
 
     @abstractmethod
     def reset(self, num_envs: int) -> None:
@@ -580,6 +633,8 @@ class OnnxPolicy(_StatefulRuntimePolicy):
 
     def _run(self, obs: np.ndarray) -> list[np.ndarray]:
         feed = {"obs": obs, "h": self.h, "c": self.c} if self.spec.recurrent else {"obs": obs}
+        if self.spec.samples_choice:
+            feed["gumbel"] = self._gumbel(obs.shape[0])
         return self.session.run(self._output_names, feed)
 
 
@@ -749,12 +804,13 @@ class NumpyPolicy(DeployedPolicy):
     # ---- construction ----------------------------------------------------------------------
 
     @classmethod
-    def from_model(cls, model: ActorCritic) -> NumpyPolicy:
-        """Copy a model's weights (the model is not referenced afterwards)."""
+    def from_model(cls, model: ActorCritic, discrete_choice: str = "mode") -> NumpyPolicy:
+        """Copy a model's weights (the model is not referenced afterwards);
+        ``discrete_choice`` as in :class:`PolicySpec`."""
         from impala_hybrid.models.zones import dense_copy
 
         model = dense_copy(model)  # a zone-tied network as the dense layers it computes
-        spec = PolicySpec.from_model(model)
+        spec = PolicySpec.from_model(model, discrete_choice)
         state = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
         return cls.from_state(state, spec)
 
@@ -947,7 +1003,11 @@ class NumpyPolicy(DeployedPolicy):
 
     def _action(self, b: _Buffers) -> Any:
         spec = self.spec
-        discrete = b.logits.argmax(axis=1) if spec.has_discrete else None
+        discrete = None
+        if spec.samples_choice:
+            discrete = (b.logits + self._gumbel(b.n)).argmax(axis=1)
+        elif spec.has_discrete:
+            discrete = b.logits.argmax(axis=1)
         if spec.kind == "categorical":
             return spec.env_action(discrete, None)
         if spec.bounded_kind == "squashed_gaussian":
@@ -1056,29 +1116,34 @@ def read_sidecar(artifact: str | Path) -> dict[str, Any]:
     return meta
 
 
-def load_policy(path: str | Path, *, threads: int = 1) -> DeployedPolicy:
+def load_policy(path: str | Path, *, threads: int = 1, seed: int = 0) -> DeployedPolicy:
     """Load any exported artifact as a :class:`DeployedPolicy` (see module docstring).
 
     ``npz`` needs NumPy only, ``onnx`` onnxruntime; ``torchscript`` needs torch (imported here
     only for that format). ``threads``: intra-op threads of ONNX Runtime and TorchScript
     (default 1: at small batches more threads only add handoff latency, and on a busy
     machine they wait for each other). Deploy ``npz`` or ``onnx``: TorchScript is several
-    times slower per decision (see ``TorchScriptPolicy``).
+    times slower per decision (see ``TorchScriptPolicy``). ``seed``: the generator of a
+    sampled discrete choice (``PolicySpec.discrete_choice``; unused otherwise).
     """
     meta = read_sidecar(path)
     spec: PolicySpec = meta["policy"]
     fmt = meta["artifact"].get("format")
+    policy: DeployedPolicy
     if fmt == "npz":
         try:
             with np.load(path, allow_pickle=False) as data:
                 state = {k: data[k] for k in data.files}
         except (OSError, ValueError) as e:
             raise ArtifactError(f"{path}: cannot read the npz weights: {e}") from e
-        return NumpyPolicy.from_state(state, spec)
-    if fmt == "onnx":
-        return OnnxPolicy(path, spec, threads=threads)
-    if fmt == "torchscript":
+        policy = NumpyPolicy.from_state(state, spec)
+    elif fmt == "onnx":
+        policy = OnnxPolicy(path, spec, threads=threads)
+    elif fmt == "torchscript":
         from impala_hybrid.deploy.export import TorchScriptPolicy
 
-        return TorchScriptPolicy(path, spec, threads=threads)
-    raise ArtifactError(f"{sidecar_path(path)}: unknown artifact format {fmt!r}")
+        policy = TorchScriptPolicy(path, spec, threads=threads)
+    else:
+        raise ArtifactError(f"{sidecar_path(path)}: unknown artifact format {fmt!r}")
+    policy.reseed(seed)
+    return policy

@@ -3,7 +3,11 @@
 ``TorchPolicy`` turns an :class:`~impala_hybrid.models.actor_critic.ActorCritic` into the same
 callable interface the classical heuristics have (``obs [N, ...] -> batched env action``), so
 one evaluation harness serves both. Deterministic by default (the distribution's mode: the
-policy one deploys); ``deterministic=False`` samples with its own seeded generator.
+policy one deploys); ``deterministic=False`` samples with its own seeded generator;
+``discrete_choice="sample"`` draws only the discrete choice (Gumbel noise from a seeded NumPy
+generator, :func:`~impala_hybrid.deploy.inference.gumbel_noise`, as every exported artifact
+of such a policy does, so the two take the same actions) and keeps the continuous parameters
+at their mode.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from impala_hybrid.deploy.inference import DISCRETE_CHOICES, gumbel_noise
 from impala_hybrid.evaluation.episodes import evaluate_episodes
 from impala_hybrid.models.actor_critic import ActorCritic
 from impala_hybrid.threads import torch_threads
@@ -27,12 +32,25 @@ class TorchPolicy:
     """
 
     def __init__(
-        self, model: ActorCritic, *, deterministic: bool = True, seed: int = 0, threads: int = 1
+        self,
+        model: ActorCritic,
+        *,
+        deterministic: bool = True,
+        seed: int = 0,
+        threads: int = 1,
+        discrete_choice: str = "mode",
     ) -> None:
+        if discrete_choice not in DISCRETE_CHOICES:
+            raise ValueError(
+                f"discrete_choice = {discrete_choice!r} is invalid: must be one of "
+                f"{DISCRETE_CHOICES}"
+            )
         self.model = model
         self.threads = threads
         self.deterministic = deterministic
+        self.discrete_choice = discrete_choice
         self.generator = torch.Generator().manual_seed(seed)
+        self.rng = np.random.default_rng(seed)
         self.state: tuple[torch.Tensor, ...] = ()
         self.first: torch.Tensor | None = None
 
@@ -57,7 +75,13 @@ class TorchPolicy:
         self.state = out.core_state
         self.first = torch.zeros_like(self.first)
         dist = self.model.distribution({k: v[0] for k, v in out.params.items()})
-        action = dist.mode() if self.deterministic else dist.sample(self.generator)
+        if not self.deterministic:
+            action = dist.sample(self.generator)
+        elif self.discrete_choice == "sample" and self.model.action.num_actions:
+            noise = gumbel_noise(self.rng, x.shape[0], self.model.action.num_actions)
+            action = dist.choice_mode(torch.from_numpy(noise))
+        else:
+            action = dist.mode()
         return self.model.action.to_env(dist.to_env(action))
 
 

@@ -75,11 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num-envs", type=int, default=16)
     args = p.parse_args(argv)
     from impala_hybrid.envs.heuristics import make_heuristic
-    from impala_hybrid.evaluation.policy import TorchPolicy
-    from impala_hybrid.experiments.trainer import load_run_model
+    from impala_hybrid.experiments.trainer import load_run_model, run_policy
 
     policies: list[tuple[str, Any]] = [(n, make_heuristic(n)) for n in args.policy]
-    policies += [(r, TorchPolicy(load_run_model(r)[1])) for r in args.run]
+    policies += [(r, run_policy(*load_run_model(r))) for r in args.run]
     for name, policy in policies:
         d = transfer_diagnostics(policy, num_envs=args.num_envs)
         print(

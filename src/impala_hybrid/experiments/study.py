@@ -40,7 +40,6 @@ import numpy as np
 
 from impala_hybrid.envs.config import OBJECTIVE_NAMES, UAVNetConfig
 from impala_hybrid.envs.heuristics import HEURISTICS, make_heuristic
-from impala_hybrid.evaluation.policy import TorchPolicy
 from impala_hybrid.evaluation.rollout import EvalResult, evaluate
 from impala_hybrid.experiments.config_io import config_to_dict, load_config
 from impala_hybrid.experiments.spec import PRESETS, TrainConfig
@@ -110,7 +109,7 @@ def evaluate_study(
     run_dirs: Sequence[Path], env_cfg: UAVNetConfig, *, episodes: int, num_envs: int, seed: int
 ) -> dict[str, EvalResult]:
     """Classical policies and each run's best and last checkpoint on the eval split."""
-    from impala_hybrid.experiments.trainer import load_run_model
+    from impala_hybrid.experiments.trainer import load_run_model, run_policy
 
     if episodes < 1 or num_envs < 1 or episodes % num_envs:
         raise ValueError(
@@ -126,10 +125,10 @@ def evaluate_study(
         )  # fmt: skip
     for run_dir in run_dirs:
         for which in ("best", "last"):
-            _, model = load_run_model(run_dir, which)
+            cfg, model = load_run_model(run_dir, which)
             label = f"{run_dir.name}/{which}"
             results[label] = evaluate(
-                TorchPolicy(model), env_cfg, episodes=rounds, num_envs=num_envs, seed=seed,
+                run_policy(cfg, model), env_cfg, episodes=rounds, num_envs=num_envs, seed=seed,
                 name=label,
             )  # fmt: skip
     return results
@@ -220,7 +219,7 @@ def plot_curves(
         if value > np.nanmin(ys) - 200:
             ax.axhline(value, color=f"C{i + 1}", ls="--", lw=1.2, label=f"{name} {value:.0f}")
     ax.set_xlabel("env steps (millions)")
-    ax.set_ylabel("greedy return, validation episodes")
+    ax.set_ylabel("return of the deployed policy, validation episodes")
     ax.set_title(title, fontsize=10)
     lo = min(np.nanpercentile(ys, 5), min(v for v in baselines.values() if v > -500)) - 50
     ax.set_ylim(bottom=lo)

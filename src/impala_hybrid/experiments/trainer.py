@@ -144,8 +144,10 @@ def _json_line(record: dict[str, Any]) -> str:
 
 
 def run_policy(cfg: TrainConfig, model: Any, weights: Sequence[float] | None = None) -> Any:
-    """The greedy policy of a trained ``model`` on the env's own observations and actions:
-    a :class:`TorchPolicy`, held at objective weights ``weights`` when the run is
+    """The deployed policy of a trained ``model`` on the env's own observations and actions:
+    a :class:`TorchPolicy` (greedy, or with its discrete choice drawn where
+    ``cfg.discrete_choice`` is ``sample``: a fresh generator at seed 0 each call, so every
+    evaluation sees the same draws), held at objective weights ``weights`` when the run is
     preference-conditioned (default: the env's own scalarisation, ``config.weights``, scaled
     to sum to 1), its indices decoded for IMPALA-discrete (``cfg.discrete_levels``)."""
     from impala_hybrid.algos.discretised import DecodedPolicy
@@ -153,7 +155,7 @@ def run_policy(cfg: TrainConfig, model: Any, weights: Sequence[float] | None = N
     from impala_hybrid.evaluation.policy import TorchPolicy, WithPreference
     from impala_hybrid.runtime.serial import make_env
 
-    policy: Any = TorchPolicy(model)
+    policy: Any = TorchPolicy(model, discrete_choice=cfg.discrete_choice)
     if cfg.preference == "none" and not cfg.discrete_levels:
         return policy
     probe = make_env(cfg, 1)

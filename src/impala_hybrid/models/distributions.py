@@ -132,6 +132,19 @@ class ActionDistribution(ABC, Generic[ActionT]):
     def mode(self) -> ActionT:
         """The deterministic action used for evaluation and deployment (no autograd history)."""
 
+    def choice_mode(self, noise: Tensor) -> ActionT:
+        """:meth:`mode` with the discrete choice taken as ``argmax_k (log pi(k) + noise_k)``
+        (``noise [..., K]``; no autograd history).
+
+        With standard Gumbel noise this draws the choice from ``pi`` (the Gumbel-max trick),
+        with zero noise it is the mode; the continuous parameters stay at their mode (given the
+        choice, for a gated head). It is the policy ``TrainConfig.discrete_choice = "sample"``
+        evaluates and deploys: where the learned choice stays spread out, its argmax is a
+        different policy from the one the learner trained (docs/results.md). A distribution
+        without a discrete part ignores ``noise``.
+        """
+        return self.mode()
+
     @abstractmethod
     def log_prob_parts(self, action: ActionT) -> Tensor:
         """Per-component log-densities ``[..., C]`` of a stored action."""
@@ -233,6 +246,9 @@ class CategoricalDistribution(_SinglePart):
 
     def mode(self) -> Tensor:
         return self.logits.detach().argmax(-1)
+
+    def choice_mode(self, noise: Tensor) -> Tensor:
+        return (self.logits.detach() + noise).argmax(-1)
 
     def log_prob(self, action: Tensor) -> Tensor:
         return self.logits.gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
@@ -681,6 +697,9 @@ class HybridFactorizedDistribution(ActionDistribution[HybridAction]):
     def mode(self) -> HybridAction:
         return HybridAction(self.discrete.mode(), self.continuous.mode())
 
+    def choice_mode(self, noise: Tensor) -> HybridAction:
+        return HybridAction(self.discrete.choice_mode(noise), self.continuous.mode())
+
     def log_prob_parts(self, action: HybridAction) -> Tensor:
         return torch.stack(
             [self.discrete.log_prob(action.discrete), self.continuous.log_prob(action.continuous)],
@@ -736,6 +755,10 @@ class HybridGatedDistribution(ActionDistribution[HybridAction]):
 
     def mode(self) -> HybridAction:
         k = self.discrete.mode()
+        return HybridAction(k, self.continuous.select(k).mode())
+
+    def choice_mode(self, noise: Tensor) -> HybridAction:
+        k = self.discrete.choice_mode(noise)
         return HybridAction(k, self.continuous.select(k).mode())
 
     def log_prob_parts(self, action: HybridAction) -> Tensor:

@@ -159,6 +159,13 @@ class TrainConfig:
         "a deterministic stand-in for the policy lag of actors that run ahead (0: the "
         "learner's own model; V-trace's ratios are then exactly 1)", lo=0,
     )  # fmt: skip
+    discrete_choice: str = spec(
+        "mode", "how the evaluated and deployed policy takes the discrete part of its action: "
+        "mode (the most probable choice) or sample (drawn from the policy with a seeded "
+        "generator; continuous parameters at their mode): where the learned choice stays "
+        "spread out, its argmax is not the policy the learner trained (docs/results.md)",
+        choices=("mode", "sample"),
+    )  # fmt: skip
     torch_threads: int = spec(1, "intra-op threads of the learner", lo=1)
     log_interval: int = spec(10, "learner steps between progress records", lo=1)
     # Run-directory settings (experiments/trainer.py); train_serial ignores them.
