@@ -163,8 +163,9 @@ class ComparePreset:
 
 # --- the presets ----------------------------------------------------------------------------
 
-#: IMPALA-discrete: 4 speed levels; one entropy weight (the action is one categorical).
-_DISCRETE = {"discrete_levels": 4, "algo.entropy_coef_discrete": None}
+#: IMPALA-discrete: 4 speed levels; one entropy weight (the action is one categorical),
+#: evaluated at its mode (its 24 choices carry the speed level too; measured that way).
+_DISCRETE = {"discrete_levels": 4, "algo.entropy_coef_discrete": None, "discrete_choice": "mode"}
 _SB3_REPLAY = {"n_envs": 8, "hyperparams": {"train_freq": 1, "gradient_steps": 1}}
 
 
@@ -645,10 +646,10 @@ def deployed_policy(
     cfg, model = load_run_model(d, "best")
     policy = run_policy(cfg, model, weights)
     try:
-        timed: Any = NumpyPolicy.from_model(model)
+        timed: Any = NumpyPolicy.from_model(model, cfg.discrete_choice)
         what = "NumpyPolicy (deploy, batch 1)"
     except ValueError:  # a model the NumPy path does not cover: time the torch policy
-        timed, what = policy, "TorchPolicy (greedy)"
+        timed, what = policy, "TorchPolicy"
     if isinstance(policy, WithPreference) and timed is not policy:
         timed, what = WithPreference(timed, policy.weights), what + " with the weight input"
     return policy, timed, what
