@@ -4,7 +4,10 @@ The model is the UAV default (29-256-256, LayerNorm, ReLU, hybrid factorized hea
 + 6-dim squashed Gaussian on [0, 1]) with untrained weights: latency does not depend on the
 weight values. Every path is timed end to end, as a controller would call it: from a NumPy
 observation ``[1, 29]`` to the env action dict ``{"transfer": int64 [1], "intensity": float32
-[1, 6]}``, deterministic (the mode), with ``time.perf_counter_ns`` around each call.
+[1, 6]}``, deterministic (the mode), with ``time.perf_counter_ns`` around each call. The
+UAV preset deploys its transfer drawn (``discrete_choice = "sample"``: Gumbel noise from the
+policy's seeded generator added to the logits), so the two fastest paths are also timed that
+way, noise generation included.
 
 * ``torch eager``: :class:`~impala_hybrid.evaluation.policy.TorchPolicy` (the training model,
   distribution objects, ``mode``, ``to_env``);
@@ -85,7 +88,17 @@ def build_policies(model: Any, workdir: Path) -> dict[str, Callable[[np.ndarray]
             export_model(model, workdir / "policy.onnx", "onnx"), threads=1
         ),
         "NumPy (`NumpyPolicy`)": NumpyPolicy.from_model(model),
+        "ONNX Runtime, transfer drawn": load_exported(
+            export_model(model, workdir / "drawn.onnx", "onnx", discrete_choice="sample"),
+            threads=1,
+        ),
+        "NumPy, transfer drawn": NumpyPolicy.from_model(model, "sample"),
     }
+
+
+DRAWN = " transfer drawn"
+"""Paths whose transfer is drawn (``discrete_choice = "sample"``); their reference is a
+fresh ``TorchPolicy`` with the same choice and seed 0, like theirs."""
 
 
 def measure(
@@ -128,9 +141,14 @@ def run(quick: bool = False) -> tuple[list[Latency], float]:
     with tempfile.TemporaryDirectory() as tmp:
         policies = build_policies(model, Path(tmp))
         # Every path must give the same action before its speed means anything.
+        from impala_hybrid.evaluation.policy import TorchPolicy
+
         reference = [policies["torch eager (`TorchPolicy`)"](o) for o in obs[:64]]
+        drawn = TorchPolicy(model, discrete_choice="sample")
+        reference_drawn = [drawn(o) for o in obs[:64]]
         for name, policy in policies.items():
-            for o, want in zip(obs[:64], reference, strict=True):
+            want_all = reference_drawn if name.endswith(DRAWN) else reference
+            for o, want in zip(obs[:64], want_all, strict=True):
                 got = policy(o)
                 np.testing.assert_array_equal(got["transfer"], want["transfer"], err_msg=name)
                 np.testing.assert_allclose(
