@@ -18,6 +18,7 @@ import torch
 
 from impala_hybrid.algos.a3c.config import A3CConfig, check_a3c
 from impala_hybrid.algos.impala.config import IMPALAConfig
+from impala_hybrid.deploy.inference import DISCRETE_CHOICES
 from impala_hybrid.models.actor_critic import ModelConfig
 from impala_hybrid.validation import ConfigError, spec, validate
 
@@ -164,7 +165,7 @@ class TrainConfig:
         "mode (the most probable choice) or sample (drawn from the policy with a seeded "
         "generator; continuous parameters at their mode): where the learned choice stays "
         "spread out, its argmax is not the policy the learner trained (docs/results.md)",
-        choices=("mode", "sample"),
+        choices=DISCRETE_CHOICES,
     )  # fmt: skip
     torch_threads: int = spec(1, "intra-op threads of the learner", lo=1)
     log_interval: int = spec(10, "learner steps between progress records", lo=1)
