@@ -7,6 +7,12 @@ reach at 100k: gated 0.91/0.95/0.96, factorised 0.91/0.91/0.92; sequence at 200k
 0.73/0.77/0.74, factorised 0.72/0.70/0.66; goal at 300k: gated 0.90/0.93/0.89, factorised
 0.98/0.98/0.98.
 Thresholds sit below the worst seed: a regression guard, not a quality bar.
+
+Goal's budget is 500k: serial training is deterministic on one machine, but not across CPUs
+(the matrix kernels round differently), and at 300k the sparse goal task sat on the edge of
+being learned. The same code (commit c92d226, where the figures above were measured on an
+Intel Xeon) gives on an AMD EPYC at 300k: gated 0.99/1.00/0.25, factorised 0.99/0.85/0.82;
+at 500k: gated 1.00/1.00/0.996, factorised 1.00/1.00/1.00.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from impala_hybrid.models.actor_critic import ModelConfig
 from impala_hybrid.runtime.serial import train_serial
 
 EVAL_SEED = 1000
-BUDGET = {"reach": 100_000, "sequence": 200_000, "goal": 300_000}
+BUDGET = {"reach": 100_000, "sequence": 200_000, "goal": 500_000}
 
 
 def param_config(task: str, hybrid_mode: str, seed: int = 0) -> TrainConfig:
