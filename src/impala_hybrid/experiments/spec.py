@@ -93,7 +93,8 @@ def uav_hybrid() -> TrainConfig:
     the learning rate, the transfer's from 0.05 to 0.01 and the intensities' from 0.01 to
     0.002 (``entropy_coef_final`` scales both parts): strong exploration while the beam is
     learned, a weak pull at the end. 12M env steps (about as long as the 2 x 32 layout's
-    8M on 2 cores).
+    8M on 2 cores): 388.2 on the held-out episodes (3 seeds; 0.981x threshold), against
+    386.6 for 2 x 32 at 8M; at 8M this layout scores 385.3, level within the seeds' spread.
     """
     return TrainConfig(
         env="impala_hybrid/UAVNet-v0",
