@@ -54,7 +54,7 @@ def summarise(metrics: list[dict[str, Any]], steps: int) -> dict[str, float]:
     steady = [m for m in metrics if m["env_steps"] > first["env_steps"]]
     return {
         "fps": (last["env_steps"] - first["env_steps"]) / (last["wall_s"] - first["wall_s"]),
-        "fps_run": last["fps"],
+        "fps_run": last["fps_runtime"],
         "lag": sum(m["policy_lag_mean"] for m in steady) / len(steady),
         "wait": last["learner_wait_frac"],
         "overhead": last.get("ray_overhead_frac", float("nan")),

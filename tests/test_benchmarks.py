@@ -43,7 +43,7 @@ def test_scaling_summary_leaves_start_up_out_and_reports_ratios() -> None:
 
     # 100 steps/s while starting (the first quarter), 1000 steps/s after
     metrics = [
-        {"env_steps": s, "wall_s": w, "fps": s / w, "policy_lag_mean": lag,
+        {"env_steps": s, "wall_s": w, "fps": 1.0, "fps_runtime": s / w, "policy_lag_mean": lag,
          "learner_wait_frac": 0.5}
         for s, w, lag in ((100, 1.0, 9.0), (300, 2.0, 1.0), (1300, 3.0, 2.0), (2300, 4.0, 4.0))
     ]  # fmt: skip

@@ -55,6 +55,7 @@ def test_train_writes_the_run_directory(tmp_path: Path, capsys: pytest.CaptureFi
     metrics = _lines(out / "metrics.jsonl")
     assert [m["env_steps"] for m in metrics] == [96, 192, 288, 384, 480, 576, 640]
     assert {"fps", "loss", "episode_return", "policy_lag_mean"} <= set(metrics[0])
+    assert "fps_runtime" not in metrics[0]  # the serial runtime reports no rate of its own
     evals = _lines(out / "eval.jsonl")
     assert [e["env_steps"] for e in evals] == [160, 320, 480, 640]
     seconds = [e["wall_s"] for e in evals]  # training time so far, for curves against time
@@ -157,6 +158,10 @@ def test_the_printed_continue_command_resumes_a_local_run(
     assert cli.main(command[1:]) == 0, capsys.readouterr().err
     assert load_checkpoint(out / "checkpoints" / "last.pt")["runtime"] == "local"
     assert load_checkpoint(out / "checkpoints" / "last.pt")["env_steps"] >= cfg.total_steps
+    # the trainer's rate (per second of training) and the runtime's (per wall-clock second
+    # since it started) under a name each; both once wrote to "fps", the runtime's winning
+    metrics = _lines(out / "metrics.jsonl")
+    assert all(m["fps"] > 0 and m["fps_runtime"] > 0 for m in metrics)
 
 
 def test_resuming_a_finished_run_says_how_to_extend_it(
