@@ -86,7 +86,7 @@ def uav_hybrid() -> TrainConfig:
 
     The layout is one actor process stepping 128 envs, its unroll split into B = 32-column
     slots (``runtime/local.py``): as many updates per env step as 2 actors x 32 envs, one
-    busy process fewer on 2 cores, ~1.5x the env steps/s (docs/benchmarks.md). On it, runs
+    busy process fewer on 2 cores, 1.25-1.5x the env steps/s (docs/benchmarks.md). On it, runs
     with a constant discrete entropy weight of 0.03 wrote one zone off on one seed in three
     (runs that stop exploring a zone's transfer early never learn to beam it); a weight of
     0.05 held every zone but ended ~11 lower. So the entropy weights anneal linearly with
