@@ -20,6 +20,7 @@ from impala_hybrid.models.actor_critic import ActorCritic, ModelConfig
 from impala_hybrid.models.distributions import LOG_STD_MIN, HybridAction
 from impala_hybrid.runtime.serial import build
 from impala_hybrid.types import Batch
+from impala_hybrid.validation import ConfigError
 
 UAV = "impala_hybrid/UAVNet-v0"
 
@@ -352,3 +353,57 @@ def test_fixed_component_weights_follow_the_run_time_entropy_scale() -> None:
     scaled, _ = _setup(entropy_coef=0.01, entropy_coef_discrete=0.03)
     scaled.entropy_scale = 2.0  # step() passes the scaled schedule: 2 x 0.01
     assert scaled.entropy_coefs(0.02).tolist() == pytest.approx([0.06, 0.02])
+
+
+def test_log_barrier_pushes_back_a_dropped_choice_where_the_entropy_bonus_does_not() -> None:
+    # The zone write-off (docs/results.md): one transfer's probability ~0 in a softmax policy,
+    # so it is never taken and its logit gets no policy gradient, and the entropy bonus's
+    # gradient vanishes with the probability. The log barrier (ops.losses.log_barrier_loss)
+    # still pushes it back up.
+    def rise(coef: float) -> float:
+        torch.manual_seed(0)
+        cfg = TrainConfig(
+            env=UAV, num_envs=8, total_steps=1024, model=ModelConfig(hidden=(32, 32)),
+            algo=IMPALAConfig(
+                unroll_length=8, batch_size=8, lr=1e-3, entropy_coef=0.05,
+                log_barrier_coef=coef,
+            ),
+        )  # fmt: skip
+        _, learner, actor = build(cfg)  # serial: the actor acts with the learner's model
+        assert next(iter(learner.model._sizes)) == "logits"  # the head's first outputs
+        with torch.no_grad():
+            learner.model.policy.bias[2] -= 25.0  # transfer 2 dropped: pi ~ 1e-11
+        fwd, on = _targets(learner, actor.unroll(learner.version))
+        assert isinstance(on.actions, HybridAction) and not bool((on.actions.discrete == 2).any())
+        before = learner._choice(fwd.dist).logits[..., 2].mean().item()
+        for _ in range(30):
+            m = learner.step(on)
+        assert ("loss_log_barrier" in m) == (coef > 0)
+        assert m["log_prob_min_discrete"] < -15.0  # the metric sees the dropped choice
+        fwd, _ = _targets(learner, on)
+        return learner._choice(fwd.dist).logits[..., 2].mean().item() - before
+
+    plain, barrier = rise(0.0), rise(0.05)
+    assert abs(plain) < 0.1  # left dropped: no gradient reaches it
+    assert barrier > 0.3  # about lr * sum_j |h_j| per step, through the head's weights
+
+
+def test_log_barrier_term_and_config_errors() -> None:
+    learner, batch = _setup(log_barrier_coef=0.1)
+    fwd, on = _targets(learner, batch)
+    tg = learner.targets(on, fwd)
+    with_barrier = learner.losses(fwd, tg, 0.01)
+    expected = -learner._choice(fwd.dist).logits.mean()
+    torch.testing.assert_close(with_barrier.log_barrier, expected)
+    plain, _ = _setup()
+    plain.model.load_state_dict(learner.model.state_dict())
+    without = plain.losses(fwd, tg, 0.01)
+    torch.testing.assert_close(with_barrier.loss - without.loss, 0.1 * expected)
+    with pytest.raises(ValueError, match="log_barrier_coef"):
+        IMPALAConfig(log_barrier_coef=-0.1)
+    cfg = TrainConfig(
+        env="Pendulum-v1", num_envs=2, model=ModelConfig(hidden=(8,)),
+        algo=IMPALAConfig(log_barrier_coef=0.01),
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match=r"log_barrier_coef = 0.01 .*'squashed_gaussian'"):
+        build(cfg)

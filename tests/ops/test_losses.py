@@ -10,6 +10,7 @@ from impala_hybrid.ops.losses import (
     baseline_loss,
     entropy_loss,
     expected_policy_gradient_loss,
+    log_barrier_loss,
     policy_gradient_loss,
 )
 
@@ -179,3 +180,53 @@ def test_expected_policy_gradient_shapes_and_mask() -> None:
     loss.backward()
     assert torch.isfinite(loss) and probs.grad is not None and torch.isfinite(probs.grad).all()
     assert probs.grad[1].abs().max() == 0.0
+
+
+def test_log_barrier_matches_the_kl_from_uniform_and_its_gradient() -> None:
+    """Slow reference: ``KL(U || pi) = sum_k (1/K) log((1/K) / pi_k)``, a loop over steps, is the
+    loss minus ``log K``; the gradient in the logits is ``(pi - 1/K) / (T B)``; and unlike the
+    entropy's, it does not vanish for an action whose probability is ~0."""
+    torch.manual_seed(1)
+    t_len, b, k = 3, 2, 5
+    logits = torch.randn(t_len, b, k, dtype=F64, requires_grad=True)
+    loss = log_barrier_loss(torch.log_softmax(logits, -1))
+    ref = torch.zeros((), dtype=F64)
+    for t in range(t_len):
+        for i in range(b):
+            pi = torch.softmax(logits.detach()[t, i], -1)
+            ref += sum((1.0 / k) * torch.log((1.0 / k) / pi[a]) for a in range(k))
+    torch.testing.assert_close(loss - torch.log(torch.tensor(k, dtype=F64)), ref / (t_len * b))
+    loss.backward()
+    pi = torch.softmax(logits.detach(), -1)
+    torch.testing.assert_close(logits.grad, (pi - 1.0 / k) / (t_len * b))
+
+    dropped = torch.tensor([[[0.0, 0.0, -30.0]]], dtype=F64, requires_grad=True)  # pi_2 ~ 5e-14
+    log_barrier_loss(torch.log_softmax(dropped, -1)).backward()
+    assert dropped.grad is not None and dropped.grad[0, 0, 2].item() == pytest.approx(-1.0 / 3)
+    entropy_grad = torch.autograd.grad(
+        entropy_loss(-(torch.softmax(dropped, -1) * torch.log_softmax(dropped, -1)).sum(-1)),
+        dropped,
+    )[0]
+    assert abs(entropy_grad[0, 0, 2].item()) < 1e-11  # the entropy bonus no longer sees it
+
+
+def test_log_barrier_leaves_out_illegal_actions_and_masked_steps() -> None:
+    logits = torch.randn(2, 3, 4, requires_grad=True)
+    allowed = torch.tensor([True, True, False, True])
+    masked = logits.masked_fill(~allowed, torch.finfo(logits.dtype).min)
+    log_probs = torch.log_softmax(masked, -1)
+    loss = log_barrier_loss(log_probs, allowed)
+    legal = torch.log_softmax(logits[..., [0, 1, 3]], -1)
+    torch.testing.assert_close(loss, -legal.mean())  # the barrier of the 3-action choice
+    loss.backward()
+    assert logits.grad is not None and logits.grad[..., 2].abs().max() == 0.0
+
+    nan = torch.log_softmax(torch.randn(2, 3, 4), -1).requires_grad_(True)
+    with torch.no_grad():
+        nan[1] = float("nan")  # padding
+    step_mask = torch.tensor([[1, 1, 1], [0, 0, 0]])
+    loss = log_barrier_loss(nan, mask=step_mask)
+    loss.backward()
+    assert torch.isfinite(loss) and nan.grad is not None and nan.grad[1].abs().max() == 0.0
+    with pytest.raises(ValueError, match=r"\[T, B, K\]"):
+        log_barrier_loss(torch.zeros(2, 4))

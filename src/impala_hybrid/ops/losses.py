@@ -33,6 +33,7 @@ __all__ = [
     "clipped_surrogate_loss",
     "entropy_loss",
     "expected_policy_gradient_loss",
+    "log_barrier_loss",
     "policy_gradient_loss",
 ]
 
@@ -119,6 +120,46 @@ def entropy_loss(entropy: Tensor, mask: Tensor | None = None) -> Tensor:
       Scalar loss.
     """
     return _masked_mean(-_zero_invalid(entropy, mask), mask)
+
+
+def log_barrier_loss(
+    log_probs: Tensor, allowed: Tensor | None = None, mask: Tensor | None = None
+) -> Tensor:
+    """``mean_valid(-(1/|A(x_t)|) sum_{k in A(x_t)} log pi(k|x_t))``: the log-barrier
+    regulariser of a discrete choice, ``KL(uniform || pi)`` up to a constant.
+
+    Why, next to the entropy bonus: both are 0-gradient at the uniform policy and push toward
+    it, but they differ where an action's probability ``pi_k`` is near 0. The entropy's
+    gradient in logit ``k`` is ``-pi_k (log pi_k + H)``, which vanishes with ``pi_k``, so a
+    softmax policy that has dropped an action (the UAV policy that never pulls from one zone,
+    docs/results.md) gets almost no push back and escapes only after exponentially many
+    updates; the log barrier's is ``pi_k - 1 / |A|``, bounded away from 0 for a dropped action.
+    This is the relative-entropy ("log barrier") regulariser of Agarwal, Kakade, Lee and
+    Mahajan ("On the Theory of Policy Gradient Methods", JMLR 2021), with which softmax policy
+    gradient converges in polynomially many steps where the unregularised one can stall; with
+    weight ``c`` against an action's advantage ``A_k < 0`` the two gradients balance near
+    ``pi_k = c / (|A| |A_k|)``, a floor that scales with ``c``.
+
+    Args:
+      log_probs: ``[T, B, K]`` normalised log-probabilities of the learner policy (gradient
+        flows through them).
+      allowed: optional bool, broadcastable to ``[T, B, K]``, ``True`` = a legal action; masked
+        actions (whose log-probability is a huge negative number) are left out of the mean.
+      mask: optional ``[T, B]`` valid steps.
+
+    Returns:
+      Scalar loss; its gradient w.r.t. the logits at a valid step is
+      ``(pi_k - 1 / |A|) / n_valid`` for legal ``k``.
+    """
+    if log_probs.dim() != 3:
+        raise ValueError(f"expected [T, B, K] log-probabilities, got {tuple(log_probs.shape)}")
+    if allowed is None:
+        per_step = -log_probs.mean(-1)
+    else:
+        legal = torch.broadcast_to(allowed, log_probs.shape)
+        picked = torch.where(legal, log_probs, torch.zeros_like(log_probs))
+        per_step = -picked.sum(-1) / legal.sum(-1).clamp(min=1).to(log_probs.dtype)
+    return _masked_mean(_zero_invalid(per_step, mask), mask)
 
 
 def clipped_surrogate_loss(

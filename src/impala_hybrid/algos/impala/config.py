@@ -57,6 +57,11 @@ class IMPALAConfig:
         None, "hybrid actions: entropy weight of the continuous part (null: entropy_coef)",
         lo=0.0,
     )  # fmt: skip
+    log_barrier_coef: float = spec(
+        0.0, "weight of the log-barrier regulariser of the discrete choice, -mean_k log pi(k|x) "
+        "(ops.losses.log_barrier_loss): unlike the entropy bonus it still pushes back an "
+        "action whose probability is near 0; 0 disables it", lo=0.0,
+    )  # fmt: skip
     target_entropy_discrete: float | None = spec(
         None, "hybrid actions: adapt the discrete part's entropy weight (starting from its "
         "coefficient above) so that its mean entropy tracks this target in nats, at most "

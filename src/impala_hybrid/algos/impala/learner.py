@@ -54,6 +54,7 @@ from impala_hybrid.ops.losses import (
     clipped_surrogate_loss,
     entropy_loss,
     expected_policy_gradient_loss,
+    log_barrier_loss,
     policy_gradient_loss,
 )
 from impala_hybrid.ops.vtrace import VTraceReturns, vtrace
@@ -115,6 +116,7 @@ class Losses(NamedTuple):
     action_value: Tensor  # 0 without the action-advantage head
     entropy: Tensor
     entropy_parts: Tensor  # [T, B, C]
+    log_barrier: Tensor  # ops.losses.log_barrier_loss of the discrete choice (0 if unweighted)
 
 
 class Learner:
@@ -201,6 +203,12 @@ class Learner:
                 f"IMPALAConfig.discrete_pg = {config.discrete_pg!r} needs a model "
                 + ("with" if config.discrete_pg == "expected" else "without")
                 + " an action-advantage head (build it with runtime.serial.build_model)"
+            )
+        if config.log_barrier_coef > 0.0 and model.action.num_actions == 0:
+            raise ConfigError(
+                f"IMPALAConfig.log_barrier_coef = {config.log_barrier_coef!r} regularises a "
+                f"discrete choice; this env's actions are {model.action.kind!r}, which have "
+                "none: set it to 0"
             )
         self._entropy_coefs: Tensor | None = None
         targets = (config.target_entropy_discrete, config.target_entropy_continuous)
@@ -498,19 +506,29 @@ class Learner:
             ent_term = entropy_loss(entropy_parts @ coefs)
         else:
             ent_term = ent_coef * ent_loss
+        barrier = torch.zeros((), device=entropy.device)
+        if cfg.log_barrier_coef > 0.0:
+            choice = self._choice(fwd.dist)
+            barrier = log_barrier_loss(choice.logits, choice.mask)
         loss = pg_loss + cfg.baseline_coef * (v_loss + q_loss) + ent_term
+        loss = loss + cfg.log_barrier_coef * barrier
         if self.warming_up:  # critic warm-up: the value losses alone (see apply)
             loss = cfg.baseline_coef * (v_loss + q_loss)
-        return Losses(loss, pg_loss, v_loss, q_loss, ent_loss, entropy_parts)
+        return Losses(loss, pg_loss, v_loss, q_loss, ent_loss, entropy_parts, barrier)
+
+    @staticmethod
+    def _choice(dist: ActionDistribution[Any]) -> CategoricalDistribution:
+        """The discrete choice of a policy: a hybrid's discrete part, or the whole."""
+        choice = getattr(dist, "discrete", dist)
+        assert isinstance(choice, CategoricalDistribution)
+        return choice
 
     def _expected_discrete_pg(self, fwd: Forward, tg: Targets) -> Tensor:
         """``ops.losses.expected_policy_gradient_loss`` of the discrete choice, with the
         advantages ``Q(x, k) - sum_j pi(j) Q(x, j)`` divided by the same scale as the sampled
         advantages (so both parts of a hybrid policy move at comparable rates)."""
         assert fwd.action_values is not None
-        choice = getattr(fwd.dist, "discrete", fwd.dist)  # a hybrid's part, or the whole
-        assert isinstance(choice, CategoricalDistribution)
-        probs = choice.probs
+        probs = self._choice(fwd.dist).probs
         scale = tg.adv_scale[..., None] if tg.adv_scale.dim() else tg.adv_scale  # per step?
         return expected_policy_gradient_loss(probs, fwd.action_values.detach() / scale)
 
@@ -667,6 +685,14 @@ class Learner:
                 metrics["entropy_continuous"] = parts[1].item()
                 metrics["log_rho_abs_discrete"] = abs_log_rho[0].item()
                 metrics["log_rho_abs_continuous"] = abs_log_rho[1].item()
+            if self.model.action.num_actions > 0:  # how close the rarest choice is to dropped
+                choice = self._choice(fwd.dist)
+                logp = choice.logits.detach()
+                if choice.mask is not None:
+                    logp = logp.masked_fill(~choice.mask, 0.0)
+                metrics["log_prob_min_discrete"] = logp.min(-1).values.mean().item()
+            if self.config.log_barrier_coef > 0.0:
+                metrics["loss_log_barrier"] = ls.log_barrier.item()
             if self.config.popart:
                 metrics["popart_sigma_mean"] = self.popart_sigma.mean().item()
         return metrics
