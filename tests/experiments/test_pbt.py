@@ -104,7 +104,7 @@ def test_search_space_errors(pbt: PBTConfig, base: TrainConfig, message: str) ->
 
 
 def test_hyperparameters_rebuild_the_config() -> None:
-    base = uav_hybrid()  # lr 3e-4 annealed to 0, entropy 0.01 with 0.03 on the discrete part
+    base = uav_hybrid()  # lr 3e-4 -> 0; entropy 0.01 (0.05 on the discrete part) -> 0.002
     hinged = dataclasses.replace(base, env_kwargs={"constraint_hinges": True})
     cfg = apply_hyperparameters(
         hinged, {"lr": 6e-4, "entropy_coef": 0.02, "rho_bar": 2.0, "weight_latency": 0.5,
@@ -112,7 +112,8 @@ def test_hyperparameters_rebuild_the_config() -> None:
     )  # fmt: skip
     assert cfg.algo.lr == 6e-4 and cfg.algo.lr_final == 0.0
     assert cfg.algo.entropy_coef == 0.02
-    assert cfg.algo.entropy_coef_discrete == pytest.approx(0.06)  # in proportion
+    assert cfg.algo.entropy_coef_discrete == pytest.approx(0.1)  # in proportion
+    assert cfg.algo.entropy_coef_final == pytest.approx(0.004)
     assert cfg.algo.rho_bar == 2.0 and cfg.algo.c_bar == 1.0
     assert cfg.env_kwargs["weights"] == [0.25, 0.5, 0.25, 0.10, 0.075, 0.075]
     assert cfg.env_kwargs["hinge_gini_coef"] == 0.25 and cfg.env_kwargs["constraint_hinges"]

@@ -74,22 +74,26 @@ def param_choice() -> TrainConfig:
 def uav_hybrid() -> TrainConfig:
     """IMPALA-Hybrid on the UAV emergency-response network (the project's main job).
 
-    Beyond the paper (each measured on 3 seeds, docs/results.md): standardised advantages, the
-    clipped surrogate against the behaviour policy (``pg_clip_eps``, APPO), which keeps
-    learning stable at the policy lag of actors that run ahead (``slots_per_actor = 8``:
-    ~16 updates, and ~25% more env steps/s than actors that wait), and the learning rate
-    annealed linearly to 0 (the paper's schedule), so the last policy is the converged one,
-    a 3x stronger entropy bonus on the discrete transfer choice than on the intensities
-    (runs that stopped exploring the beam wrote one zone off), and the transfer drawn from the
-    policy when it is evaluated and deployed (``discrete_choice = "sample"``; intensities at
-    their mode): the learned transfer stays spread out (entropy ~1.7 of ln 6 = 1.79 nats), and
-    the argmax of those nearly flat logits is a different policy from the one trained, which
-    scored 76 less on the same checkpoints and drifted down late in training. 8M env steps
-    (about 2.5 minutes on 2 cores): 386.6 on the held-out episodes against 372.7 at 4M, every
-    seed higher (3 seeds each; seeds 3 and 4: 388.6, 385.9). One actor x 128 envs with the
-    entropy weights annealed trains ~1.37x faster on 2 cores and matched it on seeds 0-2, but
-    wrote a zone off for millions of steps on seeds 3 and 4 (docs/results.md), so the layout
-    stays 2 x 32.
+    Beyond the paper (each measured on 3-8 seeds, docs/results.md): standardised advantages,
+    the clipped surrogate against the behaviour policy (``pg_clip_eps``, APPO), the learning
+    rate annealed linearly to 0 (the paper's schedule), so the last policy is the converged
+    one, and the transfer drawn from the policy when it is evaluated and deployed
+    (``discrete_choice = "sample"``; intensities at their mode): the learned transfer stays
+    spread out (entropy ~1.7 of ln 6 = 1.79 nats), and the argmax of those nearly flat logits
+    is a different policy from the one trained (76 less on the same checkpoints, and it
+    drifted down late in training).
+
+    The layout is one actor process stepping 128 envs, its unroll split into B = 32-column
+    slots (``runtime/local.py``): as many updates per env step as 2 actors x 32 envs, one busy
+    process fewer on 2 cores, ~1.3-1.5x the env steps/s (docs/benchmarks.md). The entropy
+    weights anneal linearly with the learning rate, the transfer's from 0.05 to 0.01 and the
+    intensities' from 0.01 to 0.002 (``entropy_coef_final`` scales both parts): strong
+    exploration while the beam is learned, a weak pull at the end. The actor may run 16 slots
+    (4 unrolls) ahead of the learner (``slots_per_actor = 16``, policy lag ~15 updates, as the
+    2 x 32 layout's 8 slots per actor gave): with 8 slots (lag ~6.5) the same layout wrote one
+    zone off for millions of steps on 2 seeds in 5, with 16 none in 8 did, and every seed
+    ended above the 2 x 32 layout's same seed. 8M env steps (about 2.5 minutes of training
+    on 2 cores).
     """
     return TrainConfig(
         env="impala_hybrid/UAVNet-v0",
@@ -105,9 +109,11 @@ def uav_hybrid() -> TrainConfig:
             reward_scale=0.1,
             normalize_advantages=True,
             pg_clip_eps=0.2,
-            entropy_coef_discrete=0.03,
+            entropy_coef=0.01,
+            entropy_coef_discrete=0.05,
+            entropy_coef_final=0.002,
         ),
-        local=LocalConfig(slots_per_actor=8),
+        local=LocalConfig(num_actors=1, envs_per_actor=128, slots_per_actor=16),
         discrete_choice="sample",
     )
 
@@ -121,13 +127,23 @@ def uav_warm() -> TrainConfig:
     held-out episodes: 399.0, 1.008x threshold, every seed above it (docs/results.md).
     """
     base = uav_hybrid()
+    # constant entropy weights and 2 actors x 32 envs: what it was measured with
     algo = dataclasses.replace(
-        base.algo, lr=1e-4, entropy_coef_discrete=0.01, critic_warmup_steps=200_000
+        base.algo,
+        lr=1e-4,
+        entropy_coef_discrete=0.01,
+        entropy_coef_final=None,
+        critic_warmup_steps=200_000,
     )
     # the cloned transfer is peaked (threshold's rule), so its argmax is the policy trained
     # 4M env steps: its 8M run ended lower (0.994x against 1.008x, docs/results.md)
     return dataclasses.replace(
-        base, total_steps=4_000_000, warm_start="threshold", algo=algo, discrete_choice="mode"
+        base,
+        total_steps=4_000_000,
+        warm_start="threshold",
+        algo=algo,
+        local=LocalConfig(slots_per_actor=8),
+        discrete_choice="mode",
     )
 
 
