@@ -356,10 +356,9 @@ def test_fixed_component_weights_follow_the_run_time_entropy_scale() -> None:
 
 
 def test_log_barrier_pushes_back_a_dropped_choice_where_the_entropy_bonus_does_not() -> None:
-    # The zone write-off (docs/results.md): one transfer's probability ~0 in a softmax policy,
-    # so it is never taken and its logit gets no policy gradient, and the entropy bonus's
-    # gradient vanishes with the probability. The log barrier (ops.losses.log_barrier_loss)
-    # still pushes it back up.
+    # One choice's probability ~0 in a softmax policy: it is never taken, so its logit gets no
+    # policy gradient, and the entropy bonus's gradient vanishes with the probability. The log
+    # barrier (ops.losses.log_barrier_loss) still pushes it back up.
     def rise(coef: float) -> float:
         torch.manual_seed(0)
         cfg = TrainConfig(

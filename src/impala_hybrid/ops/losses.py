@@ -131,14 +131,16 @@ def log_barrier_loss(
     Why, next to the entropy bonus: both are 0-gradient at the uniform policy and push toward
     it, but they differ where an action's probability ``pi_k`` is near 0. The entropy's
     gradient in logit ``k`` is ``-pi_k (log pi_k + H)``, which vanishes with ``pi_k``, so a
-    softmax policy that has dropped an action (the UAV policy that never pulls from one zone,
-    docs/results.md) gets almost no push back and escapes only after exponentially many
-    updates; the log barrier's is ``pi_k - 1 / |A|``, bounded away from 0 for a dropped action.
+    softmax policy that has dropped an action gets almost no push back and escapes only after
+    exponentially many updates; the log barrier's is ``pi_k - 1 / |A|``, bounded away from 0
+    for a dropped action.
     This is the relative-entropy ("log barrier") regulariser of Agarwal, Kakade, Lee and
     Mahajan ("On the Theory of Policy Gradient Methods", JMLR 2021), with which softmax policy
     gradient converges in polynomially many steps where the unregularised one can stall; with
     weight ``c`` against an action's advantage ``A_k < 0`` the two gradients balance near
-    ``pi_k = c / (|A| |A_k|)``, a floor that scales with ``c``.
+    ``pi_k = c / (|A| |A_k|)``, a floor that scales with ``c``. Tried against the UAV zone
+    write-off and measured not to help there: that failure is a zone's service intensity, not
+    a dropped transfer (docs/results.md).
 
     Args:
       log_probs: ``[T, B, K]`` normalised log-probabilities of the learner policy (gradient
