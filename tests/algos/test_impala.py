@@ -12,7 +12,7 @@ import torch
 
 from impala_hybrid.algos.impala.actor import Actor
 from impala_hybrid.algos.impala.config import IMPALAConfig
-from impala_hybrid.algos.impala.learner import Learner
+from impala_hybrid.algos.impala.learner import Learner, make_optimizer
 from impala_hybrid.envs.factory import EnvSpecError, make_vector_env
 from impala_hybrid.experiments.spec import TrainConfig, cartpole
 from impala_hybrid.models.actor_critic import ActorCritic, ModelConfig
@@ -291,3 +291,23 @@ def test_clear_errors_for_bad_setups() -> None:
         IMPALAConfig(rho_bar=1.0, c_bar=2.0)
     with pytest.raises(ConfigError, match="critic"):
         build(tiny("CartPole-v1", critic="vector"))
+
+
+def test_fused_adam_takes_the_steps_of_plain_adam() -> None:
+    """``make_optimizer``'s Adam is torch's fused kernel (docs/benchmarks.md: a quarter of the
+    optimizer step's time); it must move the parameters as the plain implementation does."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(5, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
+    twin = copy.deepcopy(net)
+    algo = IMPALAConfig(lr=1e-2)
+    fused = make_optimizer(net.parameters(), algo)
+    plain = torch.optim.Adam(twin.parameters(), lr=algo.lr, eps=algo.adam_eps, foreach=False)
+    assert fused.defaults["fused"] is True
+    x = torch.randn(64, 5)
+    for _ in range(20):
+        for model, opt in ((net, fused), (twin, plain)):
+            opt.zero_grad()
+            model(x).pow(2).mean().backward()
+            opt.step()
+    for a, b in zip(net.parameters(), twin.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

@@ -307,7 +307,8 @@ def test_expected_log_sech2_matches_dense_quadrature() -> None:
             x = np.linspace(mu - 12 * sd, mu + 12 * sd, 200_001)
             f = 2 * (math.log(2) - x - np.logaddexp(0, -2 * x))
             pdf = np.exp(-0.5 * ((x - mu) / sd) ** 2) / (sd * math.sqrt(2 * math.pi))
-            assert abs(got[i, j] - np.trapezoid(f * pdf, x)) < 1e-6, (mu, ls)
+            # 16-node Gauss-Hermite below std = 1: its error peaks near 1.4e-5 at std ~ 1
+            assert abs(got[i, j] - np.trapezoid(f * pdf, x)) < 2e-5, (mu, ls)
 
 
 def test_expected_log_sech2_gradients_match_finite_differences() -> None:
