@@ -85,7 +85,7 @@ def uav_hybrid() -> TrainConfig:
 
     The layout is one actor process stepping 128 envs, its unroll split into B = 32-column
     slots (``runtime/local.py``): as many updates per env step as 2 actors x 32 envs, one busy
-    process fewer on 2 cores, 1.17-1.5x the env steps/s (docs/benchmarks.md). The entropy
+    process fewer on 2 cores, 1.17-1.55x the env steps/s (docs/benchmarks.md). The entropy
     weights anneal linearly with the learning rate, the transfer's from 0.05 to 0.01 and the
     intensities' from 0.01 to 0.002 (``entropy_coef_final`` scales both parts): strong
     exploration while the beam is learned, a weak pull at the end. The actor may run 16 slots
