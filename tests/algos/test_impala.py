@@ -304,10 +304,20 @@ def test_fused_adam_takes_the_steps_of_plain_adam() -> None:
     plain = torch.optim.Adam(twin.parameters(), lr=algo.lr, eps=algo.adam_eps, foreach=False)
     assert fused.defaults["fused"] is True
     x = torch.randn(64, 5)
-    for _ in range(20):
-        for model, opt in ((net, fused), (twin, plain)):
-            opt.zero_grad()
-            model(x).pow(2).mean().backward()
-            opt.step()
-    for a, b in zip(net.parameters(), twin.parameters(), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    start = net[0].weight.detach().clone()
+
+    def steps(opt_a: torch.optim.Optimizer, opt_b: torch.optim.Optimizer, n: int) -> None:
+        for _ in range(n):
+            for model, opt in ((net, opt_a), (twin, opt_b)):
+                opt.zero_grad()
+                model(x).pow(2).mean().backward()
+                opt.step()
+        for a, b in zip(net.parameters(), twin.parameters(), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+    steps(fused, plain, 20)
+    assert (net[0].weight - start).abs().max() > 0.05  # the steps moved the parameters
+    # a checkpoint written with the plain implementation resumes into the fused one
+    resumed = make_optimizer(twin.parameters(), algo)
+    resumed.load_state_dict(plain.state_dict())
+    steps(fused, resumed, 1)

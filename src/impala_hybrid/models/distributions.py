@@ -437,8 +437,8 @@ def _expected_log_sech2(mean: Tensor, std: Tensor) -> Tensor:
 
     * ``std <= 1``: 16-node Gauss-Hermite on the integrand (error < 2e-5 nat per dimension,
       largest near ``std = 1``; 32 nodes give < 1e-7 at twice the cost, about 0.9 ms of a
-      UAV learner step; the entropy enters the loss with a weight of at most 0.05, so the
-      difference is below 1e-6 of the loss), in :class:`_NarrowExpectedLogSech2`.
+      UAV learner step; the UAV preset weighs the entropy by at most 0.05, so there the
+      difference changes the loss by less than 1e-5), in :class:`_NarrowExpectedLogSech2`.
     * ``std > 1``: split ``log sech^2 u = 2 log 2 - 2|u| - 2 softplus(-2|u|)``; ``E|u|`` is the
       folded-normal mean (closed form) and the remainder, bounded and negligible past |u| = 10,
       is integrated against the Gaussian density with 16-node Gauss-Legendre on ``[0, 10]``,

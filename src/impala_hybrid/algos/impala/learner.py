@@ -68,7 +68,8 @@ def make_optimizer(params: Iterable[Tensor], config: IMPALAConfig) -> torch.opti
 
     Adam is torch's fused implementation (one kernel over all parameters, the same update
     rule): on the UAV preset's model it takes the optimizer step from ~0.6 ms to ~0.16 ms of
-    a ~10 ms learner step on one CPU thread (docs/benchmarks.md)."""
+    a ~12 ms learner step on one CPU thread (docs/benchmarks.md). Checkpoints written with
+    the plain implementation load into it (the state has the same layout)."""
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr, eps=config.adam_eps, fused=True)
     return torch.optim.RMSprop(
