@@ -72,8 +72,9 @@ def test_uav_learning_regression_3m_steps() -> None:
 
     Serial runtime at seed 0 (the local runtime is asynchronous, so not reproducible): at 3M
     steps the preset's deployed policy (its transfer drawn; the entropy weights annealed from
-    0.05/0.01 to 0.01/0.002 over the 3M steps) reaches 391.2 on these episodes (392.0 before
-    the fused Adam and the 16-node entropy quadrature) and drops no emergency task
+    0.05/0.01 to 0.01/0.002 over the 3M steps) reaches 391.2 on these episodes, with the
+    trunk in bfloat16 (``trunk_dtype = "auto"`` on a CPU with native bf16) as in float32 (392.0
+    before the fused Adam and the 16-node entropy quadrature) and drops no emergency task
     (local-only -732, MaxWeight 350, threshold 404). With the constant weights before
     (0.03/0.01) it reached 385.4; with 0.01/0.01, -46.1 (a zone written off, 1006 drops); at
     the argmax transfer, which every evaluation used before ``discrete_choice``, 338.2 with
@@ -92,8 +93,9 @@ def test_uav_learning_regression_3m_steps() -> None:
 def test_uav_learning_other_seeds(seed: int, threshold: float) -> None:
     """The same budget on seeds 1 and 2 (make test-slow), thresholds about 25 below what
     each reached when written (147.7 and 382.5 with the annealed entropy weights, 146.8 and
-    380.6 since the fused Adam and the 16-node entropy quadrature; 135.8 and -52.9 with the
-    constant ones before): a regression guard, not a quality bar. Serially
+    380.6 since the fused Adam and the 16-node entropy quadrature, 145.7 and 378.8 with the
+    trunk in bfloat16; 135.8 and -52.9 with the constant ones before): a regression guard,
+    not a quality bar. Serially
     seed 1 has not learned the beam by 3M steps (715 emergency drops per episode), seed 2
     has (none); with the local runtime all 8 seeds do (docs/results.md)."""
     ret, _ = _uav_return(seed, 3_000_000)

@@ -68,6 +68,7 @@ from impala_hybrid.experiments.config_io import (
     save_config,
 )
 from impala_hybrid.jsonsafe import json_safe
+from impala_hybrid.models.actor_critic import resolve_trunk_dtype
 from impala_hybrid.runtime.a3c import A3CRun
 from impala_hybrid.runtime.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from impala_hybrid.runtime.config import TrainConfig
@@ -512,9 +513,12 @@ class Trainer:
             how = "exact" if rt.exact_resume else "envs restarted, not bit-exact"
             self.console.print(f"resuming {self.run_dir} at {rt.env_steps:,} env steps ({how})")
         else:
+            trunk = ""  # which precision model.trunk_dtype = auto chose on this machine
+            if cfg.model.trunk_dtype == "auto":
+                trunk = f", trunk {resolve_trunk_dtype('auto')} (auto)"
             self.console.print(
                 f"training {cfg.env} for {cfg.total_steps:,} env steps into {self.run_dir} "
-                f"({cfg.algorithm}, runtime {self.runtime_name}, seed {cfg.seed})"
+                f"({cfg.algorithm}, runtime {self.runtime_name}, seed {cfg.seed}{trunk})"
             )
         purge = None if self.resumed_from is None else self.resumed_from + 1
         writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=purge)
