@@ -93,9 +93,10 @@ def uav_hybrid() -> TrainConfig:
     2 x 32 layout's 8 slots per actor gave): with 8 slots (lag ~6.5) the same layout wrote one
     zone off for millions of steps on 2 seeds in 5, with 16 none in 8 did, and every seed
     ended above the 2 x 32 layout's same seed. The trunk computes in bfloat16 where the CPU
-    has it natively (``trunk_dtype = "auto"``, ``models/actor_critic.py``): the same returns on
-    5 seeds (390.4 against 390.3) at 1.4x the env steps/s on this project's AMD host; float32
-    elsewhere. 8M env steps (about 1.5-2.5 minutes of training on 2 cores).
+    has it natively (``trunk_dtype = "auto"``, ``models/actor_critic.py``): the same returns
+    on 5 seeds (389.8 and 390.4 in two studies against 390.3), its runs 1.12-1.34x faster in
+    alternating pairs on this project's AMD host (docs/results.md); float32 elsewhere. 8M
+    env steps (about 1.5-2.5 minutes of training on 2 cores).
     """
     return TrainConfig(
         env="impala_hybrid/UAVNet-v0",
