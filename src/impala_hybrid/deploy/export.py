@@ -17,7 +17,11 @@ in env units, as plain tensors:
 This is exactly ``model.distribution(params).mode()`` then ``to_env`` (same ops in the same
 order), but written without the distribution objects: those validate bounds with
 data-dependent Python branches, which neither tracing nor ``torch.export`` can capture. The
-log-std and value outputs are not part of the artifact's outputs. With observation
+log-std and value outputs are not part of the artifact's outputs. A network trained with
+its trunk in bfloat16 (``ModelConfig.trunk_dtype``) is exported in float32, from the same
+weights: the artifact's actions are the float32 network's, and differ from what the bf16
+network computes by its rounding (on a trained UAV preset policy, 256 states: intensities
+at most 0.0013 apart in env units, logits 0.007). With observation
 normalisation (``ModelConfig.obs_norm``) the running statistics at export time are part of
 the artifact, as constants: the deployed policy never updates them.
 

@@ -28,7 +28,9 @@ class TorchPolicy:
 
     Each call runs on ``threads`` intra-op threads (default 1, see
     :mod:`impala_hybrid.threads`: with torch's one per core, evaluating on a busy machine
-    was 3-10x slower) and leaves the process's setting as it was.
+    was 3-10x slower) and leaves the process's setting as it was, and in float32 even where
+    the network trains its trunk in bfloat16 (``ActorCritic.full_precision``): the policy
+    evaluated is the one exported artifacts compute.
     """
 
     def __init__(
@@ -63,7 +65,7 @@ class TorchPolicy:
         self.first = torch.as_tensor(np.asarray(done, bool))
 
     def __call__(self, obs: np.ndarray) -> Any:
-        with torch_threads(self.threads), torch.no_grad():
+        with torch_threads(self.threads), torch.no_grad(), self.model.full_precision():
             return self._act(obs)
 
     def _act(self, obs: np.ndarray) -> Any:

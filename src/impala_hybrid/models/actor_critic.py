@@ -21,8 +21,10 @@ choices from the first update. Actors, evaluation and exported policies never re
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -306,6 +308,18 @@ class ActorCritic(nn.Module):
     def recurrent(self) -> bool:
         return self.lstm is not None
 
+    @contextlib.contextmanager
+    def full_precision(self) -> Iterator[None]:
+        """Compute in float32 inside the block, whatever ``trunk_dtype`` says: how trained
+        policies are evaluated (``evaluation.policy.TorchPolicy``) and exported, so the
+        policy a run selects its checkpoints with is the one it deploys."""
+        saved = self.trunk_dtype
+        self.trunk_dtype = "float32"
+        try:
+            yield
+        finally:
+            self.trunk_dtype = saved
+
     def initial_state(
         self, batch_size: int, device: torch.device | None = None
     ) -> tuple[Tensor, ...]:
@@ -328,8 +342,10 @@ class ActorCritic(nn.Module):
         action under the same weights stays exactly 0 (measured on trained UAV policies; a
         bf16 learner against float32 actors would see mean |log rho| 0.002, max 0.03). The
         heads stay float32: a small share of the work, and the means and log-stds they
-        output set log-probs whose gradients scale like ``1 / std^2``. Exported policies
-        (``deploy/``) compute in float32 from the same weights.
+        output set log-probs whose gradients scale like ``1 / std^2``. Evaluation and
+        exported policies compute in float32 from the same weights (:meth:`full_precision`):
+        bf16 is a training-throughput choice, and the policy that is scored is the one that
+        is deployed.
         """
         x = self._normalize(obs)
         if self.trunk_dtype == "float32":
