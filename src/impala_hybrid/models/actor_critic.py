@@ -75,8 +75,9 @@ def bounded_log_std(raw: Tensor) -> Tensor:
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU multiplies bfloat16 matrices natively (AVX512-BF16 or AMX), as
     PyTorch's own dispatch sees it. Without it bf16 matrix products are emulated: measured on
-    the UAV preset's learner, 0.6x float32's speed with AVX-512 alone and 0.16x with AVX2
-    (oneDNN limited by ``ONEDNN_MAX_CPU_ISA``), against 1.15-1.46x with AVX512-BF16."""
+    the UAV preset's learner, 0.59x float32's speed with AVX-512 alone and 0.17x with AVX2
+    (oneDNN limited by ``ONEDNN_MAX_CPU_ISA``), against 1.19x (median; 0.99-1.46x across
+    measurements) with AVX512-BF16 (docs/results.md, "A bfloat16 trunk")."""
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
 
