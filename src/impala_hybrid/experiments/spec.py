@@ -85,9 +85,10 @@ def uav_hybrid() -> TrainConfig:
 
     The layout is one actor process stepping 128 envs, its unroll split into B = 32-column
     slots (``runtime/local.py``): as many updates per env step as 2 actors x 32 envs, one busy
-    process fewer on 2 cores, 1.17-1.55x the env steps/s (docs/benchmarks.md). The entropy
-    weights anneal linearly with the learning rate, the transfer's from 0.05 to 0.01 and the
-    intensities' from 0.01 to 0.002 (``entropy_coef_final`` scales both parts): strong
+    process fewer on 2 cores, 1.17-1.55x the env steps/s in float32 and 2.30x with the bf16
+    trunk in ``make bench`` (docs/benchmarks.md). The entropy weights anneal linearly with
+    the learning rate, the transfer's from 0.05 to 0.01 and the intensities' from 0.01 to
+    0.002 (``entropy_coef_final`` scales both parts): strong
     exploration while the beam is learned, a weak pull at the end. The actor may run 16 slots
     (4 unrolls) ahead of the learner (``slots_per_actor = 16``, policy lag ~15 updates, as the
     2 x 32 layout's 8 slots per actor gave): with 8 slots (lag ~6.5) the same layout wrote one
