@@ -16,6 +16,7 @@ import torch
 from impala_hybrid import cli
 from impala_hybrid.experiments.config_io import load_config
 from impala_hybrid.experiments.trainer import TIME_KEYS, Trainer, resume_run, start_run
+from impala_hybrid.models.actor_critic import resolve_trunk_dtype
 from impala_hybrid.runtime.checkpoint import load_checkpoint
 
 # 32 env steps per learner step; 20 learner steps; log every 3; eval every 160 steps.
@@ -45,9 +46,12 @@ def _signal_after(k: int, signum: int) -> Any:
 def test_train_writes_the_run_directory(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "runs" / "a"
     assert cli.main(["train", *TINY, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
     # the first evaluation is always the best so far: its marker must reach the screen
-    first_eval = next(ln for ln in capsys.readouterr().out.splitlines() if "eval @" in ln)
+    first_eval = next(ln for ln in printed.splitlines() if "eval @" in ln)
     assert first_eval.endswith(" [best]"), first_eval
+    # the preset's trunk_dtype = auto: which precision this machine trains in is on screen
+    assert f"trunk {resolve_trunk_dtype('auto')} (auto)" in " ".join(printed.split())
     cfg = load_config(out / "config.yaml")
     assert cfg.total_steps == 640 and cfg.model.hidden == (16,)
     assert cfg.env_kwargs == {"episode_steps": 30}

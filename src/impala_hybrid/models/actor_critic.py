@@ -312,8 +312,9 @@ class ActorCritic(nn.Module):
     @contextlib.contextmanager
     def full_precision(self) -> Iterator[None]:
         """Compute in float32 inside the block, whatever ``trunk_dtype`` says: how trained
-        policies are evaluated (``evaluation.policy.TorchPolicy``) and exported, so the
-        policy a run selects its checkpoints with is the one it deploys."""
+        policies are evaluated (``evaluation.policy.TorchPolicy``), the precision exported
+        artifacts compute in, so the policy a run selects its checkpoints with is the one it
+        deploys."""
         saved = self.trunk_dtype
         self.trunk_dtype = "float32"
         try:
