@@ -15,6 +15,11 @@ the freshly initialised network to its actions before the first IMPALA update:
   noise around them, not from a collapsed distribution (a likelihood fit of deterministic
   targets would drive the std to its floor, where ratios explode, issue 8).
 
+With observation normalisation (``ModelConfig.obs_norm``) the running statistics are first set
+to the demonstrations' moments, so the network is fitted to the inputs it will see when IMPALA
+starts; otherwise the first learner step would merge the initial statistics (mean 0, variance 1,
+count 0) with its batch, move every normalised input at once, and undo the clone.
+
 The critic is not fitted here: ``IMPALAConfig.critic_warmup_steps`` trains only the value
 losses for the first env steps of IMPALA, on the warm-started policy's own data, so the first
 policy updates use a critic that knows that policy. Plain supervised learning with PyTorch;
@@ -86,6 +91,8 @@ def behaviour_clone(
         )
     g = torch.Generator().manual_seed(seed)
     x = torch.as_tensor(obs, dtype=torch.float32)
+    if model.obs_norm is not None:  # fit on the inputs IMPALA will start with (module doc)
+        model.obs_norm.update(x)
     d = torch.as_tensor(transfer, dtype=torch.long)
     c = torch.as_tensor(intensity, dtype=torch.float32)
     opt = torch.optim.Adam(model.parameters(), lr=lr)  # the value heads get no gradient here
