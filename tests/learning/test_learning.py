@@ -72,33 +72,32 @@ def test_uav_learning_regression_3m_steps() -> None:
 
     Serial runtime at seed 0 (the local runtime is asynchronous, so not reproducible): at 3M
     steps the preset's deployed policy (its transfer drawn; the entropy weights annealed from
-    0.05/0.01 to 0.01/0.002 over the 3M steps; observations normalised with running
-    statistics) reaches 395.6 on these episodes and drops no emergency task (local-only
-    -732, MaxWeight 350, threshold 404). On raw observations (``model.obs_norm = false``, the
-    preset before) it reached 391.2, with the trunk in bfloat16 as in float32 (392.0 before
-    the fused Adam and the 16-node entropy quadrature); with the constant entropy weights
-    before that (0.03/0.01) 385.4; with 0.01/0.01, -46.1 (a zone written off, 1006 drops); at
+    0.05/0.01 to 0.01/0.002 over the 3M steps) reaches 391.2 on these episodes, with the
+    trunk in bfloat16 (``trunk_dtype = "auto"`` on a CPU with native bf16) as in float32 (392.0
+    before the fused Adam and the 16-node entropy quadrature) and drops no emergency task
+    (local-only -732, MaxWeight 350, threshold 404). With the constant weights before
+    (0.03/0.01) it reached 385.4; with 0.01/0.01, -46.1 (a zone written off, 1006 drops); at
     the argmax transfer, which every evaluation used before ``discrete_choice``, 338.2 with
     1.9 drops; the code before issue 8 reached -137 (1110 drops) with the same budget and
-    seed. (The serial runtime has no actors, so the preset's layout and policy lag play no
-    part here.) The full result (local runtime, held out) is docs/results.md's study.
+    seed; with observations normalised (``model.obs_norm = true``, not the preset) 395.6 with
+    no drops. (The serial runtime has no actors, so the preset's layout and policy lag play
+    no part here.) The full result (8 seeds, local runtime, held out) is docs/results.md's
+    study.
     """
     ret, drops = _uav_return(0, 3_000_000)
-    assert ret >= 370.0, ret
+    assert ret >= 360.0, ret
     assert drops <= 1.0, drops
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("seed", "threshold"), [(1, 355.0), (2, -50.0)])
+@pytest.mark.parametrize(("seed", "threshold"), [(1, 120.0), (2, 355.0)])
 def test_uav_learning_other_seeds(seed: int, threshold: float) -> None:
     """The same budget on seeds 1 and 2 (make test-slow), thresholds about 25 below what
-    each reached when written: 380.4 and -24.3 with observation normalisation (the preset's
-    ``model.obs_norm``); on raw observations 145.7 and 378.8 (147.7 and 382.5 when
-    the entropy weights were first annealed, 135.8 and -52.9 with the constant ones before):
-    a regression guard, not a quality bar. Serially, with no policy lag, one of the two
-    seeds has not learned the beam by 3M steps either way: on raw observations seed 1 (715
-    emergency drops per episode), with normalised ones seed 2 (755), which wrote one zone
-    off; seed 1 now has (1.5 drops). With the local runtime none of the preset's seeds
-    wrote a zone off (docs/results.md)."""
+    each reached when written (147.7 and 382.5 with the annealed entropy weights, 146.8 and
+    380.6 since the fused Adam and the 16-node entropy quadrature, 145.7 and 378.8 with the
+    trunk in bfloat16; 135.8 and -52.9 with the constant ones before; 380.4 and -24.3 with
+    observations normalised, not the preset): a regression guard, not a quality bar. Serially
+    seed 1 has not learned the beam by 3M steps (715 emergency drops per episode), seed 2
+    has (none); with the local runtime all 8 seeds do (docs/results.md)."""
     ret, _ = _uav_return(seed, 3_000_000)
     assert ret >= threshold, ret

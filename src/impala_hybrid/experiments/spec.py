@@ -97,18 +97,17 @@ def uav_hybrid() -> TrainConfig:
     has it natively (``trunk_dtype = "auto"``, ``models/actor_critic.py``): the same returns
     on 5 seeds (389.8 and 390.4 in two studies against 390.3), its runs 1.12-1.34x faster in
     alternating pairs on this project's AMD host (docs/results.md); float32 elsewhere.
-    Observations are normalised with running statistics (``obs_norm``,
-    ``models/normalization.py``): the env's features all lie in [0, 1], but the emergency
-    queues that decide a transfer sit near 0 with a spread of ~0.1 (some features 0.02), so
-    raw they barely move the first layer; normalised, every seed learned faster and ended
-    higher on validation (5 seeds, docs/results.md). 8M env steps (about 1.5-2.5 minutes of
-    training on 2 cores).
+    Observations stay raw: normalised (``model.obs_norm = true``) the mean held-out return
+    rose by 2.8 per seed on 8 seeds, but 2 runs in 13 wrote a zone off for millions of env
+    steps, both clean-clone ``make run``s among them, where none of ~28 runs on raw
+    observations did (docs/results.md). 8M env steps (about 1.5-2.5 minutes of training on
+    2 cores).
     """
     return TrainConfig(
         env="impala_hybrid/UAVNet-v0",
         num_envs=32,
         total_steps=8_000_000,
-        model=ModelConfig(hidden=(256, 256), layer_norm=True, trunk_dtype="auto", obs_norm=True),
+        model=ModelConfig(hidden=(256, 256), layer_norm=True, trunk_dtype="auto"),
         algo=IMPALAConfig(
             unroll_length=32,
             batch_size=32,
@@ -150,8 +149,7 @@ def uav_warm() -> TrainConfig:
         base,
         total_steps=4_000_000,
         warm_start="threshold",
-        # what it was measured with: float32, raw observations
-        model=dataclasses.replace(base.model, trunk_dtype="float32", obs_norm=False),
+        model=dataclasses.replace(base.model, trunk_dtype="float32"),  # measured with
         algo=algo,
         local=LocalConfig(slots_per_actor=8),
         discrete_choice="mode",
@@ -175,14 +173,11 @@ def uav_a3c() -> TrainConfig:
     """A3C on the UAV env with ``uav_hybrid``'s network and learning hyperparameters, less
     the clipped surrogate (on-policy its ratio is 1, so it would be the plain policy
     gradient anyway): 2 workers of 32 envs, T = 32, so one update learns from as many env
-    steps (1024) as one IMPALA batch of the preset, on raw observations (A3C's workers would
-    each keep their own normalisation statistics, so ``obs_norm`` is refused there). Not yet
-    measured against IMPALA."""
+    steps (1024) as one IMPALA batch of the preset. Not yet measured against IMPALA."""
     base = uav_hybrid()
     return dataclasses.replace(
         base,
         algorithm="a3c",
-        model=dataclasses.replace(base.model, obs_norm=False),
         algo=dataclasses.replace(base.algo, pg_clip_eps=None),
         a3c=A3CConfig(workers=2, envs_per_worker=32),
     )

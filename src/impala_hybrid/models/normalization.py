@@ -3,14 +3,14 @@
 Why: envs with unbounded observations (positions, velocities in their own units) feed the
 trunk raw values of very different scales; LayerNorm after the first layer does not help the
 first layer itself, whose inputs still differ by orders of magnitude. Bounded features can
-need it too: the UAV env's all lie in [0, 1], but the emergency queues that decide a
-transfer spread over ~0.1 of that range, and normalised the preset learned faster and ended
-higher on every seed (docs/results.md). The statistics are
+gain from it too: the UAV env's all lie in [0, 1], but the emergency queues that decide a
+transfer spread over ~0.1 of that range; normalised, the UAV preset's runs ended higher on
+average but wrote a zone off more often (docs/results.md). The statistics are
 buffers of the model, so they travel with it: into checkpoints (``state_dict``), to the
 actors with the weights, and into exported artifacts, where they are constants (frozen at
 export). They are updated by the learner from each batch's observations (``Learner.step``,
 after the update, so a batch is scored under the statistics it was acted with, up to policy
-lag). Off by default (``ModelConfig.obs_norm``); on in the UAV preset.
+lag). Off by default (``ModelConfig.obs_norm``) and in the UAV preset.
 
 The update is the parallel-variance merge of Chan et al. (1979) as in SB3's
 ``RunningMeanStd``: :func:`merge_moments` is pure and tested against the moments of the
