@@ -23,7 +23,7 @@ for start, name in ((0.0, "compare.png"), (2e6, "compare_late.png")):
     raw, base = runs("docs/results/uav/study.json", start)
     norm, _ = runs("docs/results/uav_obsnorm/study.json", start)
     plot_learning_curves(
-        {"raw observations (uav/)": raw, "normalised (uav_obsnorm/, the preset)": norm},
+        {"raw observations (uav/)": raw, "normalised (uav_obsnorm/)": norm},
         f"docs/results/uav_obsnorm/{name}",
         x_label="env steps (millions)",
         y_label="validation return",
