@@ -12,7 +12,10 @@ on 256 held-out episodes of the eval split (the study's; common random numbers t
 - its transfer with threshold's intensities, and threshold's transfer with its intensities
   (both policies see every observation; the action takes one part from each);
 - its intensities shifted by ``+d`` (clipped to [0, 1]): a systematic bias of the continuous
-  part shows as a gain on both episode sets;
+  part shows as a gain on both episode sets; the same with the intensities drawn from the
+  policy as in training (transfer and intensities sampled with a seeded generator), to see
+  whether the stochastic policy sits at its own optimum; and its intensities at their mean
+  under its noise instead of their median;
 - its transfer drawn at temperature ``tau`` (the Gumbel noise scaled by ``tau``, i.e. drawn
   from ``softmax(logits / tau)``; 0 is the argmax, 1 the policy as trained).
 
@@ -29,13 +32,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 import impala_hybrid.evaluation.policy as policy_module
 from impala_hybrid.deploy.inference import gumbel_noise
 from impala_hybrid.envs.config import UAVNetConfig
 from impala_hybrid.envs.heuristics import make_heuristic
+from impala_hybrid.evaluation.policy import TorchPolicy
 from impala_hybrid.evaluation.rollout import evaluate
 from impala_hybrid.experiments.trainer import load_run_model, run_policy
+from impala_hybrid.models.distributions import (
+    HybridFactorizedDistribution,
+    SquashedGaussianDistribution,
+)
 
 SHIFTS = (-0.05, 0.05, 0.1, 0.15)
 TAUS = (0.0, 0.5, 1.5)
@@ -73,6 +82,41 @@ class Parts:
         return {"transfer": np.asarray(a["transfer"]), "intensity": intensity.astype(np.float32)}
 
 
+class MeanIntensity:
+    """The deployed policy with each intensity at its mean under the policy's own noise,
+    ``E[squash(u)]`` (32-node Gauss-Hermite), instead of its median ``squash(mean)``."""
+
+    def __init__(self, policy: TorchPolicy) -> None:
+        self.policy = policy
+        nodes, weights = np.polynomial.hermite_e.hermegauss(32)
+        self.nodes = torch.tensor(nodes, dtype=torch.float32)
+        self.weights = torch.tensor(weights / weights.sum(), dtype=torch.float32)
+
+    def reset(self, n: int) -> None:
+        self.policy.reset(n)
+
+    def observe_done(self, done: np.ndarray) -> None:
+        self.policy.observe_done(done)
+
+    def __call__(self, obs: np.ndarray) -> dict[str, np.ndarray]:
+        model = self.policy.model
+        x = torch.as_tensor(np.asarray(obs, np.float32).reshape(len(obs), -1))
+        with torch.no_grad(), model.full_precision():  # stateless MLP: no core state to carry
+            out = model(
+                x[None], torch.ones(1, len(x), dtype=torch.bool), model.initial_state(len(x))
+            )
+            dist = model.distribution({k: v[0] for k, v in out.params.items()})
+            assert isinstance(dist, HybridFactorizedDistribution), "the UAV preset's head"
+            cont = dist.continuous
+            assert isinstance(cont, SquashedGaussianDistribution), "the UAV preset's head"
+            u = cont.mean[..., None] + cont.std[..., None] * self.nodes  # [N, D, K]
+            unit = ((torch.tanh(u) * self.weights).sum(-1) + 1.0) / 2.0
+            intensity = torch.lerp(cont.low, cont.high, unit)
+        action = dict(self.policy(obs))
+        action["intensity"] = intensity.numpy().astype(np.float32)
+        return action
+
+
 def shifted(policy: Any, d: float) -> Parts:
     """``policy`` with its intensities shifted by ``d``."""
     return Parts(policy, policy, d)
@@ -102,6 +146,9 @@ def per_run(run_dir: Path) -> tuple[dict[str, tuple[float, float, Any]], UAVNetC
     def shifted_learned(d: float) -> Parts:
         return shifted(learned(), d)
 
+    def shifted_drawn(d: float) -> Parts:
+        return shifted(TorchPolicy(model, deterministic=False), d)
+
     cases: dict[str, Callable[[], Any]] = {
         "learned (as deployed)": learned,
         "learned transfer + threshold intensities": lambda: Parts(learned(), threshold()),
@@ -109,6 +156,9 @@ def per_run(run_dir: Path) -> tuple[dict[str, tuple[float, float, Any]], UAVNetC
     }
     for d in SHIFTS:
         cases[f"learned, intensities {d:+.2f}"] = functools.partial(shifted_learned, d)
+    cases["learned, intensities at their mean"] = lambda: MeanIntensity(learned())
+    for d in (0.0, 0.05, 0.1):  # the policy as trained: its intensities drawn too
+        cases[f"learned, intensities drawn, {d:+.2f}"] = functools.partial(shifted_drawn, d)
     out = {name: score(make, env_cfg, cfg) for name, make in cases.items()}
     for tau in TAUS:
         _TAU[0] = tau
