@@ -4,7 +4,8 @@ Run from the repository root on a study's run directories::
 
     python docs/results/uav_parts/gradprobe.py runs/parts 256 > docs/results/uav_parts/gradprobe.md
 
-For each run's ``best.pt`` it plays ``N`` whole training-split episodes with the policy as
+For each run's ``best.pt`` it plays ``N`` whole episodes of the training split (disjoint
+from the validation and held-out episodes) with the policy as
 trained (transfer and intensities drawn), and estimates the score-function policy gradient
 of the intensities' pre-squash means over the first 500 steps (where the episode's end is at
 least 500 steps away, ``0.99^500 < 0.007``)::
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 
 from impala_hybrid.envs.factory import make_vector_env
+from impala_hybrid.evaluation.rollout import episode_seeds
 from impala_hybrid.experiments.trainer import load_run_model
 
 GAMMA, STEPS, HORIZON, UNROLL = 0.99, 1000, 500, 32
@@ -38,7 +40,7 @@ def rollout(run_dir: Path, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rewards ``[T, N]``, critic values ``[T, N]`` (reward units) and scores ``[T, N, D]``."""
     cfg, model = load_run_model(run_dir, "best")
     env = make_vector_env(cfg.env, n, cfg.env_kwargs)
-    obs, _ = env.reset(seed=4321)
+    obs, _ = env.reset(seed=episode_seeds(0, n, "train").tolist())  # not a selection episode
     gen = torch.Generator().manual_seed(0)
     first = torch.ones(n, dtype=torch.bool)
     state = model.initial_state(n)

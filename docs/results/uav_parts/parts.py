@@ -3,7 +3,7 @@
 Run from the repository root on the run directories of a study (``--runs`` of
 ``impala_hybrid.experiments.study``), e.g.::
 
-    python docs/results/uav_parts/parts.py runs/study > docs/results/uav_parts/parts.md
+    python docs/results/uav_parts/parts.py runs/parts > docs/results/uav_parts/parts.md
 
 For each run's ``best.pt`` it scores, on the 32 validation episodes the run selected on and
 on 256 held-out episodes of the eval split (the study's; common random numbers throughout):
