@@ -20,6 +20,7 @@ from impala_hybrid.ops.losses import expected_policy_gradient_loss
 from impala_hybrid.runtime.serial import build, build_model
 from impala_hybrid.types import Batch
 from impala_hybrid.validation import ConfigError
+from tests.algos import fit_alone
 
 UAV = "impala_hybrid/UAVNet-v0"
 
@@ -94,15 +95,8 @@ def test_action_values_regress_to_the_scalarised_vtrace_q() -> None:
     torch.testing.assert_close(ls.action_value, want)
     head = learner.model.action_advantage
     assert head is not None
-    opt = torch.optim.Adam(head.parameters(), lr=1e-2)
-    losses = []
-    for _ in range(100):  # the head alone, toward the batch's fixed targets
-        opt.zero_grad()
-        fwd = learner.forward(batch)
-        loss = learner.losses(fwd, tg, 0.0).action_value
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    # the head alone, toward the batch's fixed targets
+    losses = fit_alone(head, lambda: learner.losses(learner.forward(batch), tg, 0.0).action_value)
     assert losses[-1] < 0.2 * losses[0], losses[::20]
     assert learner.step(batch)["loss_action_value"] > 0.0
 

@@ -17,6 +17,16 @@ policy gradient (``IMPALAConfig.discrete_pg = "expected"``). It starts near zero
 head's small gain), so no choice looks better than another before anything is learned: a head
 that starts with arbitrary ``O(1)`` values pushes the policy consistently toward arbitrary
 choices from the first update. Actors, evaluation and exported policies never read it.
+
+An optional action critic (``IMPALAConfig.continuous_pg``: reparameterized or qprop) outputs
+``c(f, k, a)``, the advantage of the continuous action ``a`` (squashed to ``(-1, 1)``) taken
+with the discrete choice ``k`` (one-hot), from the trunk's features ``f``, *detached*: one
+hidden layer of the trunk's width. The learner forms ``Q(x, k, a) = w . V(x) + c(f, k, a)``
+and moves the continuous part of the policy along ``dQ / da`` (the deterministic / SAC-style
+policy gradient, Silver et al. 2014, Haarnoja et al. 2018), or uses it as Q-Prop's control
+variate (Gu et al. 2017). Its features are detached so that
+neither its regression nor the policy's ascent of it reshapes the trunk the policy and values
+share: it reads the state as they represent it. Learner-only, like the action-advantage head.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from impala_hybrid.models.distributions import (
@@ -174,6 +185,7 @@ class CoreOutput(NamedTuple):
     core_outputs: Tensor | None  # [T, B, H] per-step states h_t (for bootstrap values)
     cell_states: Tensor | None  # [T, B, H] per-step c_t
     action_advantages: Tensor | None = None  # [T, B, K] a(x, k) of the discrete choices
+    features: Tensor | None = None  # [T, B, H] what the heads read (with an action critic)
 
 
 def _init_linear(layer: nn.Linear, gain: float) -> nn.Linear:
@@ -197,6 +209,7 @@ class ActorCritic(nn.Module):
         num_values: int = 1,
         zones: ZoneStructure | None = None,
         action_advantages: bool = False,
+        action_critic: bool = False,
     ) -> None:
         super().__init__()
         if num_values < 1:
@@ -274,6 +287,23 @@ class ActorCritic(nn.Module):
                 )
             self.action_advantage = _init_linear(
                 nn.Linear(width, action.num_actions), config.policy_init_scale
+            )
+        self.action_critic: nn.Sequential | None = None
+        if action_critic:
+            if action.kind not in ("squashed_gaussian", "hybrid_factorized") or (
+                action.continuous_kind != "squashed_gaussian"
+            ):
+                raise ConfigError(
+                    "an action critic (IMPALAConfig.continuous_pg reparameterized or qprop) needs "
+                    "continuous or factorised hybrid actions with model.continuous_kind = "
+                    f"'squashed_gaussian' and model.hybrid_mode = 'factorized'; this model's "
+                    f"actions are {action.kind!r} ({action.continuous_kind!r})"
+                )
+            n_in = width + action.num_actions + action.action_dim
+            self.action_critic = nn.Sequential(
+                _init_linear(nn.Linear(n_in, width), math.sqrt(2)),
+                nn.ReLU(),
+                _init_linear(nn.Linear(width, 1), config.policy_init_scale),
             )
         if "log_std" in self.shapes:  # start from a moderate exploration noise
             offset = 0
@@ -406,7 +436,28 @@ class ActorCritic(nn.Module):
             hs if return_core_states else None,
             cs if return_core_states else None,
             q,
+            None if self.action_critic is None else x.reshape(t_len, b, -1),
         )
+
+    def critic_advantage(
+        self, features: Tensor, discrete: Tensor | None, squashed: Tensor, *, frozen: bool = False
+    ) -> Tensor:
+        """The action critic's ``c(f, k, a)`` ``[...]`` of features ``[..., H]`` (detached
+        here), discrete choices ``[...]`` (int; None without a discrete part) and continuous
+        actions squashed to ``(-1, 1)`` ``[..., D]``. ``frozen``: the critic's parameters are
+        constants of the result (the policy ascends the critic without moving it), while the
+        gradient still flows into ``squashed``."""
+        head = self.action_critic
+        if head is None:
+            raise ConfigError("this model has no action critic (IMPALAConfig.continuous_pg)")
+        parts = [features.detach()]
+        if discrete is not None:
+            parts.append(F.one_hot(discrete.long(), self.action.num_actions).to(squashed.dtype))
+        inp = torch.cat([*parts, squashed], dim=-1)
+        if not frozen:
+            return head(inp)[..., 0]
+        params = {name: p.detach() for name, p in head.named_parameters()}
+        return torch.func.functional_call(head, params, (inp,))[..., 0]
 
     def values_after(self, obs: Tensor, core_state: tuple[Tensor, ...]) -> Tensor:
         """Values ``[N, K_v]`` of observations ``[N, obs_dim]`` that continue an episode from

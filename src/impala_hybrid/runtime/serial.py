@@ -81,6 +81,7 @@ def build_model(cfg: TrainConfig, env: Any, num_values: int) -> ActorCritic:
         num_values,
         zones,
         action_advantages=cfg.algo.discrete_pg == "expected",
+        action_critic=cfg.algo.continuous_pg != "sampled",
     )
 
 

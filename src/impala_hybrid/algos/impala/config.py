@@ -44,9 +44,19 @@ class IMPALAConfig:
         "ops.losses.expected_policy_gradient_loss)",
         choices=("sampled", "expected"),
     )  # fmt: skip
+    continuous_pg: str = spec(
+        "sampled", "policy gradient of the continuous part: sampled (the score function, "
+        "A_s grad log pi(a_s), as in the paper), reparameterized (the gradient of a learned "
+        "critic Q(x, k, a) = w . V(x) + c(x, k, a) through a = tanh(mean + std eps), as in "
+        "SAC; c regresses to the one-step target r_s + gamma V(x_{s+1})) or qprop (the score "
+        "function with that critic's first-order Taylor expansion as control variate and its "
+        "analytic gradient added back, Gu et al. 2017); the last two need squashed-Gaussian "
+        "continuous or factorised hybrid actions",
+        choices=("sampled", "reparameterized", "qprop"),
+    )  # fmt: skip
     baseline_coef: float = spec(
-        0.5, "weight of the value loss (and of the action-value loss with discrete_pg = "
-        "expected)", lo=0.0,
+        0.5, "weight of the value loss (and of the action-value losses with discrete_pg = "
+        "expected or continuous_pg = reparameterized)", lo=0.0,
     )  # fmt: skip
     entropy_coef: float = spec(0.01, "entropy bonus weight at the start", lo=0.0)
     entropy_coef_discrete: float | None = spec(

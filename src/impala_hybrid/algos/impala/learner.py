@@ -17,7 +17,12 @@ weights; everything about learning is here and in ``ops/``:
    with running target statistics that the value layer is rescaled to follow; V-trace runs
    on unnormalised values, the value loss on normalised ones.
 4. ``ops.losses``: policy gradient + ``baseline_coef`` value loss + ``entropy_coef`` entropy
-   loss (each a mean over the T*B steps, see ``ops/losses.py``).
+   loss (each a mean over the T*B steps, see ``ops/losses.py``). With
+   ``continuous_pg = "reparameterized"`` the continuous part's policy gradient is instead the
+   action gradient of a learned critic ``Q(x, k, a)`` at a reparameterised sample of the
+   current policy, and with ``"qprop"`` the score function with that critic's first-order
+   Taylor expansion as control variate plus its analytic gradient (see
+   :meth:`Learner.losses`).
 5. Global-norm gradient clipping, optimizer step, linear schedules on the fraction of the
    sample budget consumed. A non-finite loss or gradient skips the update and says so in the
    metrics instead of corrupting the weights.
@@ -47,6 +52,7 @@ from impala_hybrid.models.distributions import (
     ActionDistribution,
     CategoricalDistribution,
     HybridAction,
+    SquashedGaussianDistribution,
 )
 from impala_hybrid.ops.lagrange import PIDState, pid_init, pid_lagrange
 from impala_hybrid.ops.losses import (
@@ -57,6 +63,7 @@ from impala_hybrid.ops.losses import (
     log_barrier_loss,
     policy_gradient_loss,
 )
+from impala_hybrid.ops.returns import n_step_bootstrapped_returns
 from impala_hybrid.ops.vtrace import VTraceReturns, vtrace
 from impala_hybrid.types import Batch
 from impala_hybrid.validation import ConfigError
@@ -98,6 +105,12 @@ class Forward(NamedTuple):
     final_values: Tensor  # [T, B, K] V(final observation) where truncated, else 0 (detached)
     action_values: Tensor | None  # [T, B, A] Q(x_t, k) = w . V(x_t) + a(x_t, k), if the head exists
     chosen_action_values: Tensor | None  # [T, B] Q(x_t, k_t) of the taken choices
+    critic_q: Tensor | None  # [T, B] Q(x_t, k_t, a_t) = w . V(x_t) + c(x_t, k_t, a_t) of the
+    # behaviour's actions, with the action critic (continuous_pg reparameterized or qprop)
+    critic_ascent: Tensor | None  # [T, B] what the continuous part climbs through the frozen
+    # critic: c(x_t, k_t, tanh(mean_t + std_t eps_t)) (reparameterized), or g_t . mean_t with
+    # g_t = dc/du at u = mean_t, detached (qprop)
+    critic_taylor: Tensor | None  # [T, B] qprop's control variate g_t . (u_t - mean_t), detached
 
 
 class Targets(NamedTuple):
@@ -112,6 +125,8 @@ class Targets(NamedTuple):
     q_scalar: Tensor  # [T, B] w . q_s: the regression target of Q(x_s, k_s)
     adv_scale: Tensor  # [] (or [T, B] with PopArt and per-step preferences) what A_s was
     # divided by (1 without normalisation)
+    q_one_step: Tensor | None  # [T, B] w . (r_s + gamma_s V(x_{s+1})): the action critic's
+    # regression target (with continuous_pg = reparameterized)
 
 
 class Losses(NamedTuple):
@@ -119,6 +134,7 @@ class Losses(NamedTuple):
     pg: Tensor
     baseline: Tensor
     action_value: Tensor  # 0 without the action-advantage head
+    action_critic: Tensor  # 0 without the action critic
     entropy: Tensor
     entropy_parts: Tensor  # [T, B, C]
     log_barrier: Tensor  # ops.losses.log_barrier_loss of the discrete choice (0 if unweighted)
@@ -208,6 +224,12 @@ class Learner:
                 f"IMPALAConfig.discrete_pg = {config.discrete_pg!r} needs a model "
                 + ("with" if config.discrete_pg == "expected" else "without")
                 + " an action-advantage head (build it with runtime.serial.build_model)"
+            )
+        if (config.continuous_pg != "sampled") != (model.action_critic is not None):
+            raise ConfigError(
+                f"IMPALAConfig.continuous_pg = {config.continuous_pg!r} needs a model "
+                + ("with" if config.continuous_pg != "sampled" else "without")
+                + " an action critic (build it with runtime.serial.build_model)"
             )
         if config.log_barrier_coef > 0.0 and model.action.num_actions == 0:
             raise ConfigError(
@@ -422,7 +444,39 @@ class Learner:
             q = base[..., None] + out.action_advantages[:t_len]
             k = b.actions.discrete if isinstance(b.actions, HybridAction) else b.actions
             chosen = q.gather(-1, k.long()[..., None])[..., 0]
-        return Forward(values, dist, target_logp, final_values, q, chosen)
+        critic_q = ascent = taylor = None
+        if out.features is not None:
+            critic_q, ascent, taylor = self._critic(b, values, dist, out.features[:t_len])
+        return Forward(values, dist, target_logp, final_values, q, chosen, critic_q, ascent, taylor)
+
+    def _critic(
+        self, b: Batch, values: Tensor, dist: ActionDistribution[Any], features: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The action critic at the behaviour's actions, and what the continuous part of the
+        policy climbs through it (``continuous_pg``, see :meth:`losses`)."""
+        actions = b.actions
+        discrete, continuous = (
+            (actions.discrete, actions.continuous)
+            if isinstance(actions, HybridAction)
+            else (None, actions)
+        )
+        cont = getattr(dist, "continuous", dist)
+        assert isinstance(cont, SquashedGaussianDistribution)
+        model = self.model
+        base = (values[: b.unroll_length].detach() * self.step_weights(b)).sum(-1)
+        q = base + model.critic_advantage(features, discrete, torch.tanh(continuous))
+        if self.config.continuous_pg == "reparameterized":
+            noise = torch.randn_like(cont.mean)
+            drawn = torch.tanh(cont.mean + cont.std * noise)
+            return q, model.critic_advantage(features, discrete, drawn, frozen=True), None
+        # qprop: the critic's slope in the pre-squash action at the policy's mean
+        mean = cont.mean.detach()
+        with torch.enable_grad():
+            at = mean.clone().requires_grad_(True)
+            c_at = model.critic_advantage(features, discrete, torch.tanh(at), frozen=True)
+            (slope,) = torch.autograd.grad(c_at.sum(), at)
+        taylor = (slope * (continuous - mean)).sum(-1)
+        return q, (slope * cont.mean).sum(-1), taylor
 
     def targets(self, b: Batch, fwd: Forward) -> Targets:
         """V-trace targets (eq. 1) and the scalar policy-gradient advantages ``[T, B]``.
@@ -472,7 +526,15 @@ class Learner:
             scale = (w.square() * sigma.square()).sum(-1).sqrt()  # [] or [T, B]
             adv = adv / scale
         weighted = adv if cfg.pg_clip_eps is not None else vt.pg_rhos * adv
-        return Targets(vt, log_rhos, weighted, mu, nu, (vt.q_estimate * w).sum(-1), scale)
+        q_one_step = None
+        if fwd.critic_q is not None:  # the action critic's target (SAC's, Haarnoja 2018 eq. 8)
+            one_step = n_step_bootstrapped_returns(
+                rewards, discounts, fwd.values[:t_len].detach(), fwd.values[t_len].detach(), 1,
+                truncated=b.truncated, final_values=fwd.final_values,
+            )  # fmt: skip
+            q_one_step = (one_step * w).sum(-1)
+        q_scalar = (vt.q_estimate * w).sum(-1)
+        return Targets(vt, log_rhos, weighted, mu, nu, q_scalar, scale, q_one_step)
 
     def losses(self, fwd: Forward, tg: Targets, ent_coef: float) -> Losses:
         """Policy-gradient, baseline and entropy losses (``ops.losses``) and their sum.
@@ -481,25 +543,65 @@ class Learner:
         n(x_s))^2 = 0.5 (v_s - V(x_s))^2 / sigma^2`` per objective, so every objective of a
         vector critic (and the scalar critic, whatever the reward scale) has a unit-scale
         value loss instead of one growing with the square of its return.
+
+        ``continuous_pg = "reparameterized"``: the continuous part's policy gradient comes
+        from a learned critic ``Q(x, k, a) = w . V(x) + c(f, k, a)`` (``V`` detached, as in
+        the dueling split of the action-advantage head), regressed at the behaviour's actions
+        ``(k_s, a_s)`` to the one-step target ``w . (r_s + gamma_s V(x_{s+1}))`` (SAC's critic
+        target with a state-value function, Haarnoja et al. 2018 eq. 8; V-trace's ``q_s``
+        would carry the noise of the rest of the unroll into it). The policy ascends
+        ``c(f, k_s, tanh(mean + std eps))``, ``eps ~ N(0, I)``, through the sample into the
+        mean and log-std heads and the trunk, with the critic frozen (SAC's
+        reparameterisation gradient, eq. 13; its entropy term is our analytic entropy bonus),
+        divided by the advantages' scale so both parts of a hybrid policy move at comparable
+        rates; ``k_s`` is the behaviour's choice. Why: the score function's estimate of this
+        gradient, ``A_s (u - mean) / std^2``, stayed within its noise for the UAV intensities
+        (docs/results.md); the critic pools the effect of the action across states and steps.
+
+        ``continuous_pg = "qprop"`` (Q-Prop, Gu et al. 2017, eq. 7 with eta = 1) keeps the
+        score function unbiased whatever the critic's errors: the continuous part's sampled
+        gradient uses the advantage ``A_s - g_s . (u_s - mean_s)`` (its own ratio, clipped
+        separately from the discrete part's with ``pg_clip_eps``), where ``g_s = dc/du`` at
+        ``u = mean_s`` (pre-squash, the critic frozen) is the critic's first-order Taylor
+        expansion, and the analytic expectation of that control variate is added back:
+        ``E[grad log pi(u) g . (u - mean_0)] = g . grad mean`` for a Gaussian ``u`` (the tanh
+        Jacobian has no parameters), i.e. the policy climbs ``g_s . mean_s``. The critic
+        then only has to reduce the estimator's variance, not be right.
         """
         cfg = self.config
         t_len = tg.advantages.shape[0]
         entropy_parts = fwd.dist.entropy_parts()  # [T, B, C]; once: the quadrature is not free
         entropy = entropy_parts.sum(-1)
-        # The sampled policy gradient covers every component, or with discrete_pg = expected
-        # only the continuous one (the discrete choice gets the expected gradient below).
-        sampled = slice(None) if fwd.action_values is None else slice(1, None)
-        log_pi = fwd.target_logp[..., sampled].sum(-1)
-        if cfg.pg_clip_eps is None:
-            pg_loss = policy_gradient_loss(log_pi, tg.advantages)
-        else:  # ratio to the behaviour policy, gradient through log pi
-            log_mu = log_pi.detach() - tg.log_rhos[..., sampled].sum(-1)
-            pg_loss = clipped_surrogate_loss(log_pi - log_mu, tg.advantages, cfg.pg_clip_eps)
+        # The sampled policy gradient covers every component but the discrete choice with
+        # discrete_pg = expected (its expected gradient is below) and the continuous part with
+        # continuous_pg = reparameterized (the critic's action gradient, below).
+        n_parts = fwd.target_logp.shape[-1]
+        # With qprop the continuous part keeps its sampled gradient, with its own advantage
+        # A_s - (control variate) and its own ratio.
+        sampled = [
+            i for i in range(n_parts)
+            if not (i == 0 and fwd.action_values is not None)
+            and not (i == n_parts - 1 and cfg.continuous_pg == "reparameterized")
+        ]  # fmt: skip
+        pg_loss = torch.zeros((), device=entropy.device)
+        if fwd.critic_taylor is not None:  # qprop
+            continuous = [n_parts - 1]
+            sampled = sampled[:-1]
+            controlled = tg.advantages - self._control_variate(fwd, tg)
+            pg_loss = self._sampled_pg(fwd, tg, continuous, controlled)
+        if sampled:
+            pg_loss = pg_loss + self._sampled_pg(fwd, tg, sampled, tg.advantages)
         q_loss = torch.zeros((), device=entropy.device)
         if fwd.action_values is not None:
             pg_loss = pg_loss + self._expected_discrete_pg(fwd, tg)
             assert fwd.chosen_action_values is not None
             q_loss = baseline_loss(tg.q_scalar, fwd.chosen_action_values)
+        critic_loss = torch.zeros((), device=entropy.device)
+        if fwd.critic_q is not None:
+            assert fwd.critic_ascent is not None and tg.q_one_step is not None
+            # the continuous part's gradient through the critic (see the docstring)
+            pg_loss = pg_loss - (fwd.critic_ascent / tg.adv_scale).mean()
+            critic_loss = baseline_loss(tg.q_one_step, fwd.critic_q)
         values, vs = fwd.values[:t_len], tg.vtrace.vs
         if cfg.popart:  # normalised by the statistics updated with this batch (PopArt Alg. 1)
             sigma = _sigma(tg.popart_mu, tg.popart_nu)
@@ -515,11 +617,31 @@ class Learner:
         if cfg.log_barrier_coef > 0.0:
             choice = self._choice(fwd.dist)
             barrier = log_barrier_loss(choice.logits, choice.mask)
-        loss = pg_loss + cfg.baseline_coef * (v_loss + q_loss) + ent_term
+        critics = v_loss + q_loss + critic_loss
+        loss = pg_loss + cfg.baseline_coef * critics + ent_term
         loss = loss + cfg.log_barrier_coef * barrier
         if self.warming_up:  # critic warm-up: the value losses alone (see apply)
-            loss = cfg.baseline_coef * (v_loss + q_loss)
-        return Losses(loss, pg_loss, v_loss, q_loss, ent_loss, entropy_parts, barrier)
+            loss = cfg.baseline_coef * critics
+        return Losses(loss, pg_loss, v_loss, q_loss, critic_loss, ent_loss, entropy_parts, barrier)
+
+    def _sampled_pg(self, fwd: Forward, tg: Targets, parts: list[int], adv: Tensor) -> Tensor:
+        """The sampled policy gradient of the action components ``parts`` (their joint
+        log-prob) with advantages ``adv``: IMPALA's, or the clipped surrogate of their ratio
+        to the behaviour policy with ``pg_clip_eps``."""
+        log_pi = fwd.target_logp[..., parts].sum(-1)
+        eps = self.config.pg_clip_eps
+        if eps is None:
+            return policy_gradient_loss(log_pi, adv)
+        log_mu = log_pi.detach() - tg.log_rhos[..., parts].sum(-1)  # gradient through log pi
+        return clipped_surrogate_loss(log_pi - log_mu, adv, eps)
+
+    def _control_variate(self, fwd: Forward, tg: Targets) -> Tensor:
+        """Q-Prop's control variate for the continuous part's advantage, ``g_s . (u_s -
+        mean_s)`` in the advantages' units (divided by their scale, weighted by rho^pg where
+        the advantages are)."""
+        assert fwd.critic_taylor is not None
+        cv = fwd.critic_taylor / tg.adv_scale
+        return cv if self.config.pg_clip_eps is not None else tg.vtrace.pg_rhos * cv
 
     @staticmethod
     def _choice(dist: ActionDistribution[Any]) -> CategoricalDistribution:
@@ -586,8 +708,8 @@ class Learner:
         self.model.zero_grad(set_to_none=True)
         loss.backward()
         if self.warming_up:  # only the value heads move: the trunk feeds the policy too
-            heads = {id(p) for m in (self.model.value, self.model.action_advantage) if m
-                     for p in m.parameters()}  # fmt: skip
+            critics = (self.model.value, self.model.action_advantage, self.model.action_critic)
+            heads = {id(p) for m in critics if m for p in m.parameters()}
             for p in self.model.parameters():
                 if id(p) not in heads:
                     p.grad = None
@@ -666,6 +788,7 @@ class Learner:
                 "loss_pg": ls.pg.item(),
                 "loss_baseline": ls.baseline.item(),
                 "loss_action_value": ls.action_value.item(),
+                "loss_action_critic": ls.action_critic.item(),
                 "loss_entropy": ls.entropy.item(),
                 "entropy": entropy.mean().item(),
                 "rho_mean": vt.rhos.mean().item(),
