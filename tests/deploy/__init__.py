@@ -97,6 +97,11 @@ CASES: dict[str, tuple[gym.Space[Any], dict[str, Any]]] = {
         gym.spaces.Dict({"k": gym.spaces.Discrete(3), "x": gym.spaces.Box(-1.0, 1.0, (2,))}),
         {"hidden": (16,), "lstm_size": 8, "_action_values": True},
     ),
+    # a learner-only action critic (continuous_pg = qprop / reparameterized): never exported
+    "hybrid_action_critic_lstm": (
+        gym.spaces.Dict({"k": gym.spaces.Discrete(3), "x": gym.spaces.Box(-1.0, 1.0, (2,))}),
+        {"hidden": (16,), "lstm_size": 8, "_action_critic": True},
+    ),
     "parameterized_factorized": (
         gym.spaces.Tuple(
             (
@@ -121,7 +126,13 @@ def make_model(case: str, seed: int = 0, gamma: str = "positive") -> ActorCritic
     cfg = ModelConfig(**{"policy_init_scale": 1.0, **kwargs})
     torch.manual_seed(seed)
     spec = action_spec(space, cfg.continuous_kind, cfg.hybrid_mode)  # type: ignore[arg-type]
-    model = ActorCritic(OBS_DIM, spec, cfg, action_advantages=bool(overrides.get("_action_values")))
+    model = ActorCritic(
+        OBS_DIM,
+        spec,
+        cfg,
+        action_advantages=bool(overrides.get("_action_values")),
+        action_critic=bool(overrides.get("_action_critic")),
+    )
     g = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         for m in model.trunk:

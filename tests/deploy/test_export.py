@@ -41,6 +41,7 @@ CASES = (
     "beta_parameterized_dict_lstm",
     "obs_norm_lstm",
     "hybrid_action_values_lstm",
+    "hybrid_action_critic_lstm",
 )
 
 
