@@ -182,7 +182,11 @@ def test_qprop_control_variate_and_its_analytic_term() -> None:
     parameters' gradient is the analytic term alone: ``-g / (T B scale)`` summed on the
     means, nothing on the log-stds."""
     learner, batch = _setup(
-        mode="qprop", entropy_coef=0.0, baseline_coef=0.0, normalize_advantages=True
+        mode="qprop",
+        entropy_coef=0.0,
+        baseline_coef=0.0,
+        normalize_advantages=True,
+        qprop_adaptive=False,
     )
     model = learner.model
     _critic_reads_first_intensity(model)
@@ -197,7 +201,9 @@ def test_qprop_control_variate_and_its_analytic_term() -> None:
         fwd.critic_taylor, g0 * (batch.actions.continuous[..., 0] - mean[..., 0])
     )
     torch.testing.assert_close(fwd.critic_ascent.detach(), g0 * mean[..., 0])
-    tg = tg._replace(advantages=learner._control_variate(fwd, tg))
+    cv, eta = learner._control_variate(fwd, tg)
+    assert float(eta) == 1.0
+    tg = tg._replace(advantages=cv)
     grads = _policy_grads(learner, fwd, tg)
     grad_mean = grads["mean"]
     torch.testing.assert_close(grad_mean[0], -(g0 / tg.adv_scale).sum() / (T * B))
@@ -209,6 +215,26 @@ def test_qprop_control_variate_and_its_analytic_term() -> None:
     assert float(grads["log_std"].abs().sum()) > 0.0
 
 
+def test_adaptive_qprop_weighs_the_control_variate_by_what_it_explains() -> None:
+    """``eta = clip(cov(A, cv) / var(cv), 0, 1)``: 1 where the advantages are the control
+    variate, 1/2 for half of it plus noise orthogonal to it, 0 where they are its negative
+    (the critic's slope points the wrong way: the score function alone remains)."""
+    learner, batch = _setup(mode="qprop")
+    _critic_reads_first_intensity(learner.model)
+    fwd = learner.forward(batch)
+    tg = learner.targets(batch, fwd)
+    cv, _ = learner._control_variate(fwd, tg)
+    centred = cv - cv.mean()
+    noise = torch.randn_like(cv)
+    noise = noise - noise.mean()
+    noise = noise - (noise * centred).sum() / centred.square().sum() * centred
+    for adv, want in ((cv, 1.0), (0.5 * cv + noise, 0.5), (-cv, 0.0), (2.0 * cv, 1.0)):
+        _, eta = learner._control_variate(fwd, tg._replace(advantages=adv))
+        torch.testing.assert_close(float(eta), want, atol=1e-5, rtol=0.0)
+    m = learner.step(batch)
+    assert 0.0 <= m["qprop_eta"] <= 1.0
+
+
 @pytest.mark.parametrize(
     ("mode", "entropy_coef", "floor"),
     [("reparameterized", 0.05, -0.15), ("qprop", 0.001, -0.05)],
@@ -218,10 +244,11 @@ def test_critic_driven_gradients_solve_a_continuous_bandit(
 ) -> None:
     """``Target-v0`` (a continuous contextual bandit, reward ``-||x - c||^2 / D``; a uniform
     random action scores about -1.7, the initial policy -1.3), 50k steps, greedy policy on 64
-    episodes. Measured: the score function alone -0.022 (entropy 0.001); Q-Prop -0.021 with
-    the same bonus; the reparameterised gradient -0.077, and only with a 50x larger bonus
-    (-0.98 with 0.001: the policy follows the critic's slope before the critic has learned
-    it, its noise collapses, and the critic never sees the actions it would need)."""
+    episodes. Measured: the score function alone -0.022 (entropy 0.001); Q-Prop -0.022
+    with the same bonus (-0.021 with eta = 1); the reparameterised gradient -0.077, and
+    only with a 50x larger bonus (-0.98 with 0.001: the policy follows the critic's slope
+    before the critic has learned it, its noise collapses, and the critic never sees the
+    actions it would need)."""
     cfg = TrainConfig(
         env="impala_hybrid/Target-v0",
         env_kwargs={"dim": 4},

@@ -54,6 +54,12 @@ class IMPALAConfig:
         "continuous or factorised hybrid actions",
         choices=("sampled", "reparameterized", "qprop"),
     )  # fmt: skip
+    qprop_adaptive: bool = spec(
+        True, "continuous_pg = qprop: weight the control variate and its analytic term by "
+        "eta = cov(A, cv) / var(cv) per batch, clipped to [0, 1] (the variance-minimising "
+        "weight; 0 where the critic does not explain the advantages, leaving the score "
+        "function); false: eta = 1 (plain Q-Prop)",
+    )  # fmt: skip
     baseline_coef: float = spec(
         0.5, "weight of the value loss (and of the action-value losses with discrete_pg = "
         "expected or continuous_pg = reparameterized)", lo=0.0,

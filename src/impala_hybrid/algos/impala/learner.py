@@ -138,6 +138,7 @@ class Losses(NamedTuple):
     entropy: Tensor
     entropy_parts: Tensor  # [T, B, C]
     log_barrier: Tensor  # ops.losses.log_barrier_loss of the discrete choice (0 if unweighted)
+    qprop_eta: Tensor  # [] the weight of qprop's control variate (1 otherwise)
 
 
 class Learner:
@@ -584,11 +585,12 @@ class Learner:
             and not (i == n_parts - 1 and cfg.continuous_pg == "reparameterized")
         ]  # fmt: skip
         pg_loss = torch.zeros((), device=entropy.device)
+        eta = torch.ones((), device=entropy.device)  # weight of the critic's analytic term
         if fwd.critic_taylor is not None:  # qprop
             continuous = [n_parts - 1]
             sampled = sampled[:-1]
-            controlled = tg.advantages - self._control_variate(fwd, tg)
-            pg_loss = self._sampled_pg(fwd, tg, continuous, controlled)
+            cv, eta = self._control_variate(fwd, tg)
+            pg_loss = self._sampled_pg(fwd, tg, continuous, tg.advantages - eta * cv)
         if sampled:
             pg_loss = pg_loss + self._sampled_pg(fwd, tg, sampled, tg.advantages)
         q_loss = torch.zeros((), device=entropy.device)
@@ -600,7 +602,7 @@ class Learner:
         if fwd.critic_q is not None:
             assert fwd.critic_ascent is not None and tg.q_one_step is not None
             # the continuous part's gradient through the critic (see the docstring)
-            pg_loss = pg_loss - (fwd.critic_ascent / tg.adv_scale).mean()
+            pg_loss = pg_loss - eta * (fwd.critic_ascent / tg.adv_scale).mean()
             critic_loss = baseline_loss(tg.q_one_step, fwd.critic_q)
         values, vs = fwd.values[:t_len], tg.vtrace.vs
         if cfg.popart:  # normalised by the statistics updated with this batch (PopArt Alg. 1)
@@ -622,7 +624,9 @@ class Learner:
         loss = loss + cfg.log_barrier_coef * barrier
         if self.warming_up:  # critic warm-up: the value losses alone (see apply)
             loss = cfg.baseline_coef * critics
-        return Losses(loss, pg_loss, v_loss, q_loss, critic_loss, ent_loss, entropy_parts, barrier)
+        return Losses(
+            loss, pg_loss, v_loss, q_loss, critic_loss, ent_loss, entropy_parts, barrier, eta
+        )
 
     def _sampled_pg(self, fwd: Forward, tg: Targets, parts: list[int], adv: Tensor) -> Tensor:
         """The sampled policy gradient of the action components ``parts`` (their joint
@@ -635,13 +639,26 @@ class Learner:
         log_mu = log_pi.detach() - tg.log_rhos[..., parts].sum(-1)  # gradient through log pi
         return clipped_surrogate_loss(log_pi - log_mu, adv, eps)
 
-    def _control_variate(self, fwd: Forward, tg: Targets) -> Tensor:
+    def _control_variate(self, fwd: Forward, tg: Targets) -> tuple[Tensor, Tensor]:
         """Q-Prop's control variate for the continuous part's advantage, ``g_s . (u_s -
         mean_s)`` in the advantages' units (divided by their scale, weighted by rho^pg where
-        the advantages are)."""
+        the advantages are), and its weight ``eta`` (``[]``, detached): with
+        ``qprop_adaptive`` the variance-minimising ``cov(A, cv) / var(cv)`` over the batch,
+        clipped to ``[0, 1]`` (Gu et al. 2017's adaptive Q-Prop, conservative: a critic that
+        does not explain the advantages gets weight 0, and the score function alone
+        remains), else 1."""
         assert fwd.critic_taylor is not None
         cv = fwd.critic_taylor / tg.adv_scale
-        return cv if self.config.pg_clip_eps is not None else tg.vtrace.pg_rhos * cv
+        if self.config.pg_clip_eps is None:
+            cv = tg.vtrace.pg_rhos * cv
+        eta = torch.ones((), device=cv.device)
+        if self.config.qprop_adaptive:
+            c = self.comm
+            adv, cv_mean = tg.advantages.detach(), c.mean(cv)
+            cov = c.mean((adv - c.mean(adv)) * (cv - cv_mean))
+            var = c.mean((cv - cv_mean).square())
+            eta = (cov / var.clamp(min=1e-12)).clamp(0.0, 1.0)
+        return cv, eta
 
     @staticmethod
     def _choice(dist: ActionDistribution[Any]) -> CategoricalDistribution:
@@ -821,6 +838,8 @@ class Learner:
                 metrics["log_prob_min_discrete"] = logp.min(-1).values.mean().item()
             if self.config.log_barrier_coef > 0.0:
                 metrics["loss_log_barrier"] = ls.log_barrier.item()
+            if self.config.continuous_pg == "qprop":
+                metrics["qprop_eta"] = ls.qprop_eta.item()
             if self.config.popart:
                 metrics["popart_sigma_mean"] = self.popart_sigma.mean().item()
         return metrics
