@@ -145,8 +145,8 @@ def test_the_critic_regresses_to_the_one_step_target() -> None:
     v = fwd.values[:, :, 0].detach()
     discounts = cfg.gamma * (~batch.terminated).float()
     want = batch.rewards[..., 0] * cfg.reward_scale + discounts * v[1:]
-    assert tg.q_one_step is not None and fwd.critic_q is not None
-    torch.testing.assert_close(tg.q_one_step, want)
+    assert tg.critic_target is not None and fwd.critic_q is not None
+    torch.testing.assert_close(tg.critic_target, want)
     ls = learner.losses(fwd, tg, 0.0)
     torch.testing.assert_close(
         ls.action_critic, 0.5 * (want - fwd.critic_q.detach()).square().mean()
@@ -160,6 +160,12 @@ def test_the_critic_regresses_to_the_one_step_target() -> None:
     assert losses[-1] < 0.2 * losses[0], losses[::20]
     m = learner.step(batch)
     assert math.isfinite(m["loss"]) and m["loss_action_critic"] > 0.0
+    # or to V-trace's q_s, the action-advantage head's target
+    learner, batch = _setup(critic_target="vtrace")
+    fwd = learner.forward(batch)
+    tg = learner.targets(batch, fwd)
+    assert tg.critic_target is not None
+    torch.testing.assert_close(tg.critic_target, tg.q_scalar)
 
 
 def test_critic_trains_in_the_warm_up_and_the_trunk_does_not() -> None:

@@ -54,6 +54,12 @@ class IMPALAConfig:
         "continuous or factorised hybrid actions",
         choices=("sampled", "reparameterized", "qprop"),
     )  # fmt: skip
+    critic_target: str = spec(
+        "one_step", "continuous_pg reparameterized or qprop: what the action critic regresses "
+        "to: one_step, r_s + gamma V(x_{s+1}) (SAC's), or vtrace, V-trace's q_s = r_s + gamma "
+        "v_{s+1} (the rest of the unroll's rewards too)",
+        choices=("one_step", "vtrace"),
+    )  # fmt: skip
     qprop_adaptive: bool = spec(
         True, "continuous_pg = qprop: weight the control variate and its analytic term by "
         "eta = cov(A, cv) / var(cv) per batch, clipped to [0, 1] (the variance-minimising "

@@ -125,8 +125,8 @@ class Targets(NamedTuple):
     q_scalar: Tensor  # [T, B] w . q_s: the regression target of Q(x_s, k_s)
     adv_scale: Tensor  # [] (or [T, B] with PopArt and per-step preferences) what A_s was
     # divided by (1 without normalisation)
-    q_one_step: Tensor | None  # [T, B] w . (r_s + gamma_s V(x_{s+1})): the action critic's
-    # regression target (with continuous_pg = reparameterized)
+    critic_target: Tensor | None  # [T, B] the action critic's regression target (with
+    # continuous_pg reparameterized or qprop): w . (r_s + gamma_s V(x_{s+1})) or w . q_s
 
 
 class Losses(NamedTuple):
@@ -527,15 +527,17 @@ class Learner:
             scale = (w.square() * sigma.square()).sum(-1).sqrt()  # [] or [T, B]
             adv = adv / scale
         weighted = adv if cfg.pg_clip_eps is not None else vt.pg_rhos * adv
-        q_one_step = None
-        if fwd.critic_q is not None:  # the action critic's target (SAC's, Haarnoja 2018 eq. 8)
+        q_scalar = (vt.q_estimate * w).sum(-1)
+        critic_target = None
+        if fwd.critic_q is not None and cfg.critic_target == "vtrace":
+            critic_target = q_scalar
+        elif fwd.critic_q is not None:  # SAC's target (Haarnoja et al. 2018 eq. 8)
             one_step = n_step_bootstrapped_returns(
                 rewards, discounts, fwd.values[:t_len].detach(), fwd.values[t_len].detach(), 1,
                 truncated=b.truncated, final_values=fwd.final_values,
             )  # fmt: skip
-            q_one_step = (one_step * w).sum(-1)
-        q_scalar = (vt.q_estimate * w).sum(-1)
-        return Targets(vt, log_rhos, weighted, mu, nu, q_scalar, scale, q_one_step)
+            critic_target = (one_step * w).sum(-1)
+        return Targets(vt, log_rhos, weighted, mu, nu, q_scalar, scale, critic_target)
 
     def losses(self, fwd: Forward, tg: Targets, ent_coef: float) -> Losses:
         """Policy-gradient, baseline and entropy losses (``ops.losses``) and their sum.
@@ -549,8 +551,10 @@ class Learner:
         from a learned critic ``Q(x, k, a) = w . V(x) + c(f, k, a)`` (``V`` detached, as in
         the dueling split of the action-advantage head), regressed at the behaviour's actions
         ``(k_s, a_s)`` to the one-step target ``w . (r_s + gamma_s V(x_{s+1}))`` (SAC's critic
-        target with a state-value function, Haarnoja et al. 2018 eq. 8; V-trace's ``q_s``
-        would carry the noise of the rest of the unroll into it). The policy ascends
+        target with a state-value function, Haarnoja et al. 2018 eq. 8), or with
+        ``critic_target = "vtrace"`` to V-trace's ``w . q_s = w . (r_s + gamma_s v_{s+1})``,
+        which carries the rest of the unroll's rewards (noisier, and less dependent on how
+        well ``V`` tells the next states apart). The policy ascends
         ``c(f, k_s, tanh(mean + std eps))``, ``eps ~ N(0, I)``, through the sample into the
         mean and log-std heads and the trunk, with the critic frozen (SAC's
         reparameterisation gradient, eq. 13; its entropy term is our analytic entropy bonus),
@@ -600,10 +604,10 @@ class Learner:
             q_loss = baseline_loss(tg.q_scalar, fwd.chosen_action_values)
         critic_loss = torch.zeros((), device=entropy.device)
         if fwd.critic_q is not None:
-            assert fwd.critic_ascent is not None and tg.q_one_step is not None
+            assert fwd.critic_ascent is not None and tg.critic_target is not None
             # the continuous part's gradient through the critic (see the docstring)
             pg_loss = pg_loss - eta * (fwd.critic_ascent / tg.adv_scale).mean()
-            critic_loss = baseline_loss(tg.q_one_step, fwd.critic_q)
+            critic_loss = baseline_loss(tg.critic_target, fwd.critic_q)
         values, vs = fwd.values[:t_len], tg.vtrace.vs
         if cfg.popart:  # normalised by the statistics updated with this batch (PopArt Alg. 1)
             sigma = _sigma(tg.popart_mu, tg.popart_nu)
