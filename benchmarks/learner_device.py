@@ -8,8 +8,10 @@ this is the learner alone (no actors, no transport). On CUDA every timed interva
 
     python -m benchmarks.learner_device --device cpu --threads 1 --batch 32 128 512
     python -m benchmarks.learner_device --device cuda --batch 32 128 512 1024 2048
+    python -m benchmarks.learner_device --batch 32 --set algo.continuous_pg=qprop
 
 Prints one line per batch size: samples/s, ms per step, and the device's peak memory.
+``--set`` takes the training CLI's overrides on the preset (e.g. a learner option's cost).
 """
 
 from __future__ import annotations
@@ -21,13 +23,16 @@ import time
 import torch
 
 from impala_hybrid.algos.impala.learner import Learner
-from impala_hybrid.experiments.spec import PRESETS
+from impala_hybrid.experiments.config_io import load_config
 from impala_hybrid.runtime.serial import build
 
 
-def learner_rate(batch_size: int, device: str, seconds: float) -> tuple[float, float, float]:
-    """(samples/s, ms per step, peak device memory in MiB) of the preset's learner."""
-    base = PRESETS["uav_hybrid"]()
+def learner_rate(
+    batch_size: int, device: str, seconds: float, overrides: list[str] | None = None
+) -> tuple[float, float, float]:
+    """(samples/s, ms per step, peak device memory in MiB) of the preset's learner, with
+    the training CLI's ``--set`` ``overrides``."""
+    base = load_config(preset="uav_hybrid", overrides=overrides or ())
     cfg = dataclasses.replace(
         base, num_envs=batch_size, algo=dataclasses.replace(base.algo, batch_size=batch_size)
     )
@@ -67,12 +72,15 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--batch", type=int, nargs="+", default=[32, 128, 512], help="B values")
     p.add_argument("--seconds", type=float, default=5.0, help="per batch size")
+    p.add_argument("--set", nargs="*", default=[], help="config overrides (as the CLI's)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
     print(f"device {args.device} ({name}), torch {torch.__version__}, {args.threads} threads")
+    if args.set:
+        print("--set " + " ".join(args.set))
     for b in args.batch:
-        rate, ms, peak = learner_rate(b, args.device, args.seconds)
+        rate, ms, peak = learner_rate(b, args.device, args.seconds, args.set)
         print(f"B = {b:5d}: {rate:12,.0f} samples/s  {ms:8.2f} ms/step  peak {peak:8.1f} MiB")
 
 
