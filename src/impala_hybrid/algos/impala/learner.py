@@ -563,15 +563,16 @@ class Learner:
         gradient, ``A_s (u - mean) / std^2``, stayed within its noise for the UAV intensities
         (docs/results.md); the critic pools the effect of the action across states and steps.
 
-        ``continuous_pg = "qprop"`` (Q-Prop, Gu et al. 2017, eq. 7 with eta = 1) keeps the
-        score function unbiased whatever the critic's errors: the continuous part's sampled
-        gradient uses the advantage ``A_s - g_s . (u_s - mean_s)`` (its own ratio, clipped
+        ``continuous_pg = "qprop"`` (Q-Prop, Gu et al. 2017, eq. 7) keeps the score function
+        unbiased whatever the critic's errors: the continuous part's sampled gradient uses
+        the advantage ``A_s - eta g_s . (u_s - mean_s)`` (its own ratio, clipped
         separately from the discrete part's with ``pg_clip_eps``), where ``g_s = dc/du`` at
         ``u = mean_s`` (pre-squash, the critic frozen) is the critic's first-order Taylor
         expansion, and the analytic expectation of that control variate is added back:
         ``E[grad log pi(u) g . (u - mean_0)] = g . grad mean`` for a Gaussian ``u`` (the tanh
-        Jacobian has no parameters), i.e. the policy climbs ``g_s . mean_s``. The critic
-        then only has to reduce the estimator's variance, not be right.
+        Jacobian has no parameters), i.e. the policy climbs ``eta g_s . mean_s``. The critic
+        then only has to reduce the estimator's variance, not be right; ``eta`` is 1 or the
+        batch's variance-minimising weight (:meth:`_control_variate`).
         """
         cfg = self.config
         t_len = tg.advantages.shape[0]
