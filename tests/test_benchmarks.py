@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from benchmarks import pipeline
+
+from impala_hybrid.validation import ConfigError
 
 
 def _results(fps: float, rllib: dict[str, Any] | None) -> dict[str, Any]:
@@ -61,3 +64,8 @@ def test_learner_device_benchmark_runs_on_the_cpu() -> None:
 
     rate, ms, peak = learner_rate(4, "cpu", seconds=0.2)
     assert rate > 0.0 and ms > 0.0 and peak != peak  # no device memory on the CPU (NaN)
+    # --set overrides reach the learner's config: a learner option, and a clear error
+    rate, _, _ = learner_rate(4, "cpu", 0.2, ["algo.continuous_pg=qprop"])
+    assert rate > 0.0
+    with pytest.raises(ConfigError, match="continuous_pg"):
+        learner_rate(4, "cpu", 0.2, ["algo.continuous_pg=deterministic"])

@@ -68,7 +68,7 @@ class IMPALAConfig:
     )  # fmt: skip
     baseline_coef: float = spec(
         0.5, "weight of the value loss (and of the action-value losses with discrete_pg = "
-        "expected or continuous_pg = reparameterized)", lo=0.0,
+        "expected or continuous_pg = reparameterized or qprop)", lo=0.0,
     )  # fmt: skip
     entropy_coef: float = spec(0.01, "entropy bonus weight at the start", lo=0.0)
     entropy_coef_discrete: float | None = spec(
