@@ -102,6 +102,11 @@ CASES: dict[str, tuple[gym.Space[Any], dict[str, Any]]] = {
         gym.spaces.Dict({"k": gym.spaces.Discrete(3), "x": gym.spaces.Box(-1.0, 1.0, (2,))}),
         {"hidden": (16,), "lstm_size": 8, "_action_critic": True},
     ),
+    # the values' own trunk (model.value_trunk = 'separate'): learner-only, never exported
+    "hybrid_value_trunk": (
+        gym.spaces.Dict({"k": gym.spaces.Discrete(3), "x": gym.spaces.Box(-1.0, 1.0, (2,))}),
+        {"hidden": (16, 8), "value_trunk": "separate"},
+    ),
     "parameterized_factorized": (
         gym.spaces.Tuple(
             (

@@ -73,7 +73,7 @@ class TorchPolicy:
         if self.first is None or self.first.shape[0] != x.shape[0]:
             self.reset(x.shape[0])
         assert self.first is not None
-        out = self.model(x[None], self.first[None], self.state)
+        out = self.model(x[None], self.first[None], self.state, with_values=False)
         self.state = out.core_state
         self.first = torch.zeros_like(self.first)
         dist = self.model.distribution({k: v[0] for k, v in out.params.items()})

@@ -166,9 +166,25 @@ class ModelConfig:
         "CPU has it, else float32",
         choices=("float32", "bfloat16", "auto"),
     )
+    value_trunk: str = spec(
+        "shared",
+        "shared: the value head reads the policy's trunk (the paper's network); separate: the "
+        "values get their own trunk of the same widths, so the value loss and the policy "
+        "gradient do not compete for one set of features (Stable-Baselines3's "
+        "share_features_extractor = False); the learner computes both, actors and exported "
+        "policies only the policy's",
+        choices=("shared", "separate"),
+    )
 
     def __post_init__(self) -> None:
         validate(self)
+        if self.value_trunk == "separate" and (self.structure == "zones" or self.lstm_size > 0):
+            raise ConfigError(
+                "ModelConfig.value_trunk = 'separate' is invalid with "
+                + ("structure = 'zones'" if self.structure == "zones" else "lstm_size > 0")
+                + ": a separate value trunk is a plain MLP without a recurrent core "
+                "(use value_trunk = 'shared', or structure = 'mlp' and lstm_size = 0)"
+            )
         if self.structure == "zones" and self.lstm_size > 0:
             raise ConfigError(
                 f"ModelConfig.lstm_size = {self.lstm_size} is invalid with structure = 'zones': "
@@ -192,6 +208,31 @@ def _init_linear(layer: nn.Linear, gain: float) -> nn.Linear:
     nn.init.orthogonal_(layer.weight, gain)
     nn.init.zeros_(layer.bias)
     return layer
+
+
+def _build_trunk(
+    obs_dim: int, config: ModelConfig, tied: ZoneStructure | None
+) -> tuple[nn.Sequential, int, Layout | None]:
+    """The trunk's layers (``config.hidden``, LayerNorm, activation), its output width and,
+    zone-tied, its output layout."""
+    layers: list[nn.Module] = []
+    width = obs_dim
+    act = ACTIVATIONS[config.activation]
+    layout = obs_layout(tied) if tied is not None else None
+    for i, h in enumerate(config.hidden):
+        if tied is not None and layout is not None:
+            nxt = hidden_layout(h, tied.zones, config.zone_width, f"ModelConfig.hidden[{i}]")
+            layers.append(TiedLinear(layout, nxt, math.sqrt(2), zone_bias=i == 0))
+            if config.layer_norm:
+                layers.append(TiedLayerNorm(nxt))
+            layout = nxt
+        else:
+            layers.append(_init_linear(nn.Linear(width, h), math.sqrt(2)))
+            if config.layer_norm:
+                layers.append(nn.LayerNorm(h))
+        layers.append(act(inplace=True) if config.activation in INPLACE_ACTIVATIONS else act())
+        width = h
+    return nn.Sequential(*layers), width, layout
 
 
 class ActorCritic(nn.Module):
@@ -233,24 +274,12 @@ class ActorCritic(nn.Module):
         self.obs_dim = obs_dim
         self.num_values = num_values
         self.obs_norm = RunningObsNorm(obs_dim, config.obs_norm_clip) if config.obs_norm else None
-        layers: list[nn.Module] = []
-        width = obs_dim
-        act = ACTIVATIONS[config.activation]
-        layout = obs_layout(tied) if tied is not None else None
-        for i, h in enumerate(config.hidden):
-            if tied is not None and layout is not None:
-                nxt = hidden_layout(h, tied.zones, config.zone_width, f"ModelConfig.hidden[{i}]")
-                layers.append(TiedLinear(layout, nxt, math.sqrt(2), zone_bias=i == 0))
-                if config.layer_norm:
-                    layers.append(TiedLayerNorm(nxt))
-                layout = nxt
-            else:
-                layers.append(_init_linear(nn.Linear(width, h), math.sqrt(2)))
-                if config.layer_norm:
-                    layers.append(nn.LayerNorm(h))
-            layers.append(act(inplace=True) if config.activation in INPLACE_ACTIVATIONS else act())
-            width = h
-        self.trunk = nn.Sequential(*layers)
+        self.trunk, width, layout = _build_trunk(obs_dim, config, tied)
+        #: the values' own trunk (``ModelConfig.value_trunk = 'separate'``), or None: the
+        #: value head reads the policy's features
+        self.value_trunk: nn.Sequential | None = None
+        if config.value_trunk == "separate":
+            self.value_trunk, _, _ = _build_trunk(obs_dim, config, None)
         self.lstm: nn.LSTMCell | None = None
         if config.lstm_size > 0:
             self.lstm = nn.LSTMCell(width, config.lstm_size)
@@ -363,8 +392,9 @@ class ActorCritic(nn.Module):
     def _normalize(self, obs: Tensor) -> Tensor:
         return obs.float() if self.obs_norm is None else self.obs_norm(obs)
 
-    def _features(self, obs: Tensor) -> Tensor:
-        """Trunk features ``[N, H]`` (float32) of observations ``[N, obs_dim]``.
+    def _features(self, obs: Tensor, trunk: nn.Module | None = None) -> Tensor:
+        """Trunk features ``[N, H]`` (float32) of observations ``[N, obs_dim]`` (the policy's
+        trunk, or ``trunk``: the separate value trunk).
 
         With bfloat16 (``ModelConfig.trunk_dtype``, resolved in ``__init__``) the trunk's
         matrix products, LayerNorms and activations run in bfloat16 (float32 accumulation;
@@ -380,12 +410,20 @@ class ActorCritic(nn.Module):
         is deployed.
         """
         x = self._normalize(obs)
+        net = self.trunk if trunk is None else trunk
         if self.trunk_dtype == "float32":
-            return self.trunk(x)
+            return net(x)
         with torch.autocast(x.device.type, dtype=torch.bfloat16):
-            return self.trunk(x).float()
+            return net(x).float()
 
-    def _heads(self, x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+    def _values(self, obs: Tensor, x: Tensor) -> Tensor:
+        """Values ``[N, K_v]`` of observations ``[N, obs_dim]`` whose policy features are
+        ``x`` ``[N, H]`` (read by the value head unless the values have their own trunk)."""
+        if self.value_trunk is None:
+            return self.value(x)
+        return self.value(self._features(obs, self.value_trunk))
+
+    def _heads(self, x: Tensor) -> dict[str, Tensor]:
         lead = x.shape[:-1]
         flat = self.policy(x)
         params: dict[str, Tensor] = {}
@@ -395,7 +433,7 @@ class ActorCritic(nn.Module):
             offset += size
         if "log_std" in params and self.config.log_std_bound == "tanh":
             params["log_std"] = bounded_log_std(params["log_std"])
-        return params, self.value(x)
+        return params
 
     def forward(
         self,
@@ -403,10 +441,14 @@ class ActorCritic(nn.Module):
         first: Tensor,
         core_state: tuple[Tensor, ...] = (),
         return_core_states: bool = False,
+        with_values: bool = True,
     ) -> CoreOutput:
-        """Parameters and values for ``obs [T, B, obs_dim]``; ``first [T, B]`` marks starts."""
+        """Parameters and values for ``obs [T, B, obs_dim]``; ``first [T, B]`` marks starts.
+        ``with_values=False`` (actors, evaluation): the caller reads only the policy, so a
+        separate value trunk is not run and ``values`` are zeros."""
         t_len, b = obs.shape[:2]
-        x = self._features(obs.reshape(t_len * b, -1))
+        flat_obs = obs.reshape(t_len * b, -1)
+        x = self._features(flat_obs)
         hs: Tensor | None = None
         cs: Tensor | None = None
         state = core_state
@@ -425,8 +467,12 @@ class ActorCritic(nn.Module):
             cs = torch.stack(cells)
             x = hs.reshape(t_len * b, -1)
             state = (h, c)
-        params, values = self._heads(x)
+        params = self._heads(x)
         params = {k: v.reshape(t_len, b, *v.shape[1:]) for k, v in params.items()}
+        if with_values or self.value_trunk is None:
+            values = self._values(flat_obs, x)
+        else:
+            values = x.new_zeros(t_len * b, self.num_values)
         head = self.action_advantage
         q = None if head is None else head(x).reshape(t_len, b, -1)
         return CoreOutput(
@@ -462,6 +508,8 @@ class ActorCritic(nn.Module):
     def values_after(self, obs: Tensor, core_state: tuple[Tensor, ...]) -> Tensor:
         """Values ``[N, K_v]`` of observations ``[N, obs_dim]`` that continue an episode from
         ``core_state`` (rows ``[N, H]``): the bootstrap values of truncated episodes."""
+        if self.value_trunk is not None:  # no recurrent core (ModelConfig.__post_init__)
+            return self._values(obs, obs)
         x = self._features(obs)
         if self.lstm is not None:
             x, _ = self.lstm(x, core_state)

@@ -174,7 +174,7 @@ class Actor:
             for t in range(t_len):
                 obs_buf[t] = obs
                 first_buf[t] = first
-                out = self.model(obs[None], first[None], core_state)
+                out = self.model(obs[None], first[None], core_state, with_values=False)
                 dist = self.model.distribution({k: v[0] for k, v in out.params.items()})
                 action = dist.sample(self.generator)
                 logps.append(dist.log_prob_parts(action))

@@ -729,8 +729,9 @@ class Learner:
         """
         self.model.zero_grad(set_to_none=True)
         loss.backward()
-        if self.warming_up:  # only the value heads move: the trunk feeds the policy too
-            critics = (self.model.value, self.model.action_advantage, self.model.action_critic)
+        if self.warming_up:  # only the critics move: the shared trunk feeds the policy too
+            model = self.model
+            critics = (model.value, model.value_trunk, model.action_advantage, model.action_critic)
             heads = {id(p) for m in critics if m for p in m.parameters()}
             for p in self.model.parameters():
                 if id(p) not in heads:
