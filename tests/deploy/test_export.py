@@ -42,6 +42,7 @@ CASES = (
     "obs_norm_lstm",
     "hybrid_action_values_lstm",
     "hybrid_action_critic_lstm",
+    "hybrid_value_trunk",
 )
 
 
