@@ -79,6 +79,13 @@ class IMPALAConfig:
         None, "hybrid actions: entropy weight of the continuous part (null: entropy_coef)",
         lo=0.0,
     )  # fmt: skip
+    entropy_moves_means: bool = spec(
+        True, "Gaussian continuous parts: the entropy bonus's gradient reaches the means too; "
+        "for the squashed Gaussian its log-Jacobian term pulls every mean toward the centre of "
+        "its range, hardest near the bounds (docs/results.md: it drags a server that should "
+        "run at full speed down to half); false: the bonus moves only the log-stds, so it sets "
+        "how widely the policy explores, not where it acts",
+    )  # fmt: skip
     log_barrier_coef: float = spec(
         0.0, "weight of the log-barrier regulariser of the discrete choice, -mean_k log pi(k|x) "
         "(ops.losses.log_barrier_loss): unlike the entropy bonus it still pushes back an "

@@ -111,6 +111,8 @@ class Forward(NamedTuple):
     # critic: c(x_t, k_t, tanh(mean_t + std_t eps_t)) (reparameterized), or g_t . mean_t with
     # g_t = dc/du at u = mean_t, detached (qprop)
     critic_taylor: Tensor | None  # [T, B] qprop's control variate g_t . (u_t - mean_t), detached
+    entropy_dist: ActionDistribution[Any] | None = None  # the policy the entropy bonus reads,
+    # with its Gaussian means detached (IMPALAConfig.entropy_moves_means = false); None: dist
 
 
 class Targets(NamedTuple):
@@ -429,7 +431,11 @@ class Learner:
         out = self.model(b.obs, b.first, b.core_state, return_core_states=any_truncated)
         sigma, mu = self.popart_sigma, self.popart_mu
         values = out.values * sigma + mu  # [T + 1, B, K], unnormalised (identity w/o PopArt)
-        dist = self.model.distribution({k: v[:t_len] for k, v in out.params.items()})
+        params = {k: v[:t_len] for k, v in out.params.items()}
+        dist = self.model.distribution(params)
+        entropy_dist = None
+        if not self.config.entropy_moves_means and "mean" in params:
+            entropy_dist = self.model.distribution({**params, "mean": params["mean"].detach()})
         target_logp = dist.log_prob_parts(b.actions)  # [T, B, C]
         final_values = torch.zeros_like(values[:t_len])
         if any_truncated:  # V(final observation) of episodes cut by a time limit
@@ -448,7 +454,10 @@ class Learner:
         critic_q = ascent = taylor = None
         if out.features is not None:
             critic_q, ascent, taylor = self._critic(b, values, dist, out.features[:t_len])
-        return Forward(values, dist, target_logp, final_values, q, chosen, critic_q, ascent, taylor)
+        return Forward(
+            values, dist, target_logp, final_values, q, chosen, critic_q, ascent, taylor,
+            entropy_dist,
+        )  # fmt: skip
 
     def _critic(
         self, b: Batch, values: Tensor, dist: ActionDistribution[Any], features: Tensor
@@ -576,7 +585,8 @@ class Learner:
         """
         cfg = self.config
         t_len = tg.advantages.shape[0]
-        entropy_parts = fwd.dist.entropy_parts()  # [T, B, C]; once: the quadrature is not free
+        # [T, B, C]; once: the quadrature is not free
+        entropy_parts = (fwd.dist if fwd.entropy_dist is None else fwd.entropy_dist).entropy_parts()
         entropy = entropy_parts.sum(-1)
         # The sampled policy gradient covers every component but the discrete choice with
         # discrete_pg = expected (its expected gradient is below) and the continuous part with
