@@ -84,7 +84,8 @@ class IMPALAConfig:
         "for the squashed Gaussian its log-Jacobian term pulls every mean toward the centre of "
         "its range, hardest near the bounds (docs/results.md: it drags a server that should "
         "run at full speed down to half); false: the bonus moves only the log-stds, so it sets "
-        "how widely the policy explores, not where it acts",
+        "how widely the policy explores, not where it acts (no effect on Beta heads, which "
+        "have no mean parameter)",
     )  # fmt: skip
     log_barrier_coef: float = spec(
         0.0, "weight of the log-barrier regulariser of the discrete choice, -mean_k log pi(k|x) "
