@@ -18,6 +18,12 @@ head's small gain), so no choice looks better than another before anything is le
 that starts with arbitrary ``O(1)`` values pushes the policy consistently toward arbitrary
 choices from the first update. Actors, evaluation and exported policies never read it.
 
+With ``ModelConfig.value_trunk = "separate"`` the value head reads a trunk of its own (the
+same widths), trained by the value loss alone, so the policy gradient and the value
+regression do not compete for one set of features; callers that read only the policy
+(actors, evaluation: ``forward(..., with_values=False)``) skip it, and exported policies
+never contain it.
+
 An optional action critic (``IMPALAConfig.continuous_pg``: reparameterized or qprop) outputs
 ``c(f, k, a)``, the advantage of the continuous action ``a`` (squashed to ``(-1, 1)``) taken
 with the discrete choice ``k`` (one-hot), from the trunk's features ``f``, *detached*: one
@@ -509,7 +515,7 @@ class ActorCritic(nn.Module):
         """Values ``[N, K_v]`` of observations ``[N, obs_dim]`` that continue an episode from
         ``core_state`` (rows ``[N, H]``): the bootstrap values of truncated episodes."""
         if self.value_trunk is not None:  # no recurrent core (ModelConfig.__post_init__)
-            return self._values(obs, obs)
+            return self.value(self._features(obs, self.value_trunk))
         x = self._features(obs)
         if self.lstm is not None:
             x, _ = self.lstm(x, core_state)
