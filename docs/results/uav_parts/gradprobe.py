@@ -24,6 +24,7 @@ can be measured; nothing in the library computes it outside a learner step.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -36,17 +37,27 @@ from impala_hybrid.experiments.trainer import load_run_model
 GAMMA, STEPS, HORIZON, UNROLL = 0.99, 1000, 500, 32
 
 
-def rollout(run_dir: Path, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rewards ``[T, N]``, critic values ``[T, N]`` (reward units) and scores ``[T, N, D]``."""
-    cfg, model = load_run_model(run_dir, "best")
+def rollout(
+    run_dir: Path,
+    n: int,
+    which: str = "best",
+    observe: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> tuple[np.ndarray, ...]:
+    """Rewards ``[T, N]``, critic values ``[T, N]`` (reward units) and scores ``[T, N, D]`` of
+    the ``which`` checkpoint; with ``observe``, also its results on each step's observations,
+    stacked ``[T, N, ...]`` (``hotprobe.py``: threshold's rule)."""
+    cfg, model = load_run_model(run_dir, which)
     env = make_vector_env(cfg.env, n, cfg.env_kwargs)
     obs, _ = env.reset(seed=episode_seeds(0, n, "train").tolist())  # not a selection episode
     gen = torch.Generator().manual_seed(0)
     first = torch.ones(n, dtype=torch.bool)
     state = model.initial_state(n)
     rewards, values, scores = np.zeros((STEPS, n)), np.zeros((STEPS, n)), []
+    seen = []
     with torch.no_grad(), model.full_precision():
         for t in range(STEPS):
+            if observe is not None:
+                seen.append(observe(obs))
             x = torch.as_tensor(np.asarray(obs, np.float32).reshape(n, -1))
             out = model(x[None], first[None], state)
             state, first = out.core_state, torch.zeros(n, dtype=torch.bool)
@@ -57,7 +68,8 @@ def rollout(run_dir: Path, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             values[t] = out.values[0, :, 0].numpy() / cfg.algo.reward_scale
             obs, reward, _, _, _ = env.step(model.action.to_env(dist.to_env(action)))
             rewards[t] = reward
-    return rewards, values, np.stack(scores)
+    out = (rewards, values, np.stack(scores))
+    return out if observe is None else (*out, np.stack(seen))
 
 
 def discounted(rewards: np.ndarray, gamma: float) -> np.ndarray:

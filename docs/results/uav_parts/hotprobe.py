@@ -21,54 +21,32 @@ state; nothing in the library does that outside a learner step.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from gradprobe import HORIZON, STEPS, advantages  # the sibling script (not a package)
+from gradprobe import HORIZON, advantages, rollout  # the sibling script (not a package)
 from hot import SERVERS
 
 from impala_hybrid.envs.config import UAVNetConfig
-from impala_hybrid.envs.factory import make_vector_env
 from impala_hybrid.envs.heuristics import make_heuristic
-from impala_hybrid.evaluation.rollout import episode_seeds
-from impala_hybrid.experiments.trainer import load_run_model
+from impala_hybrid.experiments.config_io import load_config
 
 
-def rollout(run_dir: Path, n: int, which: str) -> tuple[np.ndarray, ...]:
-    """Rewards and critic values ``[T, N]``, scores ``[T, N, D]``, hot masks ``[T, N, 5]``."""
-    cfg, model = load_run_model(run_dir, which)
-    env = make_vector_env(cfg.env, n, cfg.env_kwargs)
+def hot_steps(run_dir: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """Threshold's rule on observations: ``[N, 5]``, True where a server should run flat out."""
+    cfg = load_config(run_dir / "config.yaml")
     rule = make_heuristic("threshold", UAVNetConfig(**cfg.env_kwargs))
-    obs, _ = env.reset(seed=episode_seeds(0, n, "train").tolist())  # not a selection episode
-    gen = torch.Generator().manual_seed(0)
-    first = torch.ones(n, dtype=torch.bool)
-    state = model.initial_state(n)
-    rewards, values = np.zeros((STEPS, n)), np.zeros((STEPS, n))
-    scores, hots = [], []
-    with torch.no_grad(), model.full_precision():
-        for t in range(STEPS):
-            hots.append(np.asarray(rule(obs)["intensity"])[:, :SERVERS] >= 1.0)
-            x = torch.as_tensor(np.asarray(obs, np.float32).reshape(n, -1))
-            out = model(x[None], first[None], state)
-            state, first = out.core_state, torch.zeros(n, dtype=torch.bool)
-            dist = model.distribution({k: v[0] for k, v in out.params.items()})
-            action = dist.sample(gen)
-            cont = dist.continuous
-            scores.append(((action.continuous - cont.mean) / cont.std**2).numpy())
-            values[t] = out.values[0, :, 0].numpy() / cfg.algo.reward_scale
-            obs, reward, _, _, _ = env.step(model.action.to_env(dist.to_env(action)))
-            rewards[t] = reward
-    return rewards, values, np.stack(scores), np.stack(hots)
+    return lambda obs: np.asarray(rule(obs)["intensity"])[:, :SERVERS] >= 1.0
 
 
 def main(n: int, which: str, runs: list[Path]) -> None:
     print("| run | advantage | steps | g per server, L1-L4, H | z per server | z, all five |")
     print("|---|---|---|---|---|---:|")
     for run_dir in [r for root in runs for r in sorted(root.glob("seed*"))]:
-        rewards, values, scores, hots = rollout(run_dir, n, which)
+        rewards, values, scores, hots = rollout(run_dir, n, which, hot_steps(run_dir))
         score, hot = scores[:HORIZON, :, :SERVERS], hots[:HORIZON]
         for name, adv in advantages(rewards, values).items():
             for label, mask in (("hot", hot), ("others", ~hot)):
