@@ -4,6 +4,7 @@ log-stds."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import Tensor
 
@@ -11,6 +12,7 @@ from impala_hybrid.algos.impala.config import IMPALAConfig
 from impala_hybrid.experiments.spec import TrainConfig
 from impala_hybrid.models.actor_critic import ModelConfig
 from impala_hybrid.runtime.serial import build
+from impala_hybrid.validation import ConfigError
 
 UAV = "impala_hybrid/UAVNet-v0"
 
@@ -60,3 +62,14 @@ def test_detached_means_keep_the_entropy_and_its_pull_on_the_stds() -> None:
     assert fixed["log_std"].abs().sum() > 0
     torch.testing.assert_close(fixed["logits"], moving["logits"])
     torch.testing.assert_close(entropy_fixed, entropy_moving)
+
+
+def test_a_beta_head_rejects_entropy_moves_means_false() -> None:
+    """A Beta head has no mean to detach: the option would be silently ignored, so the
+    config names both fields instead."""
+    with pytest.raises(ConfigError, match=r"entropy_moves_means = False .*'beta'"):
+        TrainConfig(
+            env=UAV, model=ModelConfig(continuous_kind="beta"),
+            algo=IMPALAConfig(entropy_moves_means=False),
+        )  # fmt: skip
+    TrainConfig(env=UAV, model=ModelConfig(continuous_kind="beta"))  # the default is fine

@@ -222,6 +222,13 @@ class TrainConfig:
                     f"TrainConfig.warm_start = {self.warm_start!r} is invalid: must be null or "
                     f"one of {sorted(HEURISTICS)}"
                 )
+        if not self.algo.entropy_moves_means and self.model.continuous_kind == "beta":
+            raise ConfigError(
+                "IMPALAConfig.entropy_moves_means = False is invalid with model.continuous_kind "
+                "= 'beta': it detaches a Gaussian head's means, and a Beta has none (its "
+                "entropy bonus pulls both concentrations toward 1); set it true or use "
+                "continuous_kind = 'squashed_gaussian'"
+            )
         if self.algo.batch_size % self.num_envs != 0:
             raise ConfigError(
                 f"TrainConfig.num_envs = {self.num_envs} is invalid: algo.batch_size = "

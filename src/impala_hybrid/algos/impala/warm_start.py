@@ -10,10 +10,12 @@ the freshly initialised network to its actions before the first IMPALA update:
 * the discrete transfer by cross-entropy on the policy's logits (label-smoothed, so the other
   transfers keep some probability to explore);
 * the continuous intensities by the squared error of the head's *mode* (``squash(mean)``,
-  what evaluation and deployment act with) in env units; the log-std is left at its initial
-  value, so IMPALA starts from the classical policy's actions with the configured exploration
-  noise around them, not from a collapsed distribution (a likelihood fit of deterministic
-  targets would drive the std to its floor, where ratios explode, issue 8).
+  or the Beta's ``(alpha - 1) / (alpha + beta - 2)``: what evaluation and deployment act
+  with) in env units; the Gaussian's log-std is left at its initial value, so IMPALA starts
+  from the classical policy's actions with the configured exploration noise around them, not
+  from a collapsed distribution (a likelihood fit of deterministic targets would drive the
+  std to its floor, where ratios explode, issue 8). A Beta's width moves with its mode (the
+  fit sets both concentrations).
 
 With observation normalisation (``ModelConfig.obs_norm``) the running statistics are first set
 to the demonstrations' moments, so the network is fitted to the inputs it will see when IMPALA
@@ -39,6 +41,7 @@ from impala_hybrid.envs.config import UAVNetConfig
 from impala_hybrid.envs.heuristics import HEURISTICS, make_heuristic
 from impala_hybrid.envs.vector import UAVNetVectorEnv
 from impala_hybrid.models.actor_critic import ActorCritic
+from impala_hybrid.models.distributions import BetaDistribution
 from impala_hybrid.validation import ConfigError
 
 #: Cross-entropy label smoothing of the transfer: the cloned choice keeps about 8% of its
@@ -122,6 +125,13 @@ def behaviour_clone(
 
 
 def _continuous_mode(dist: Any) -> torch.Tensor:
-    """``squash(mean)`` in env units with its gradient (``mode()`` detaches)."""
+    """The continuous part's mode in env units with its gradient (``mode()`` detaches):
+    ``squash(mean)`` for the squashed Gaussian, ``(alpha - 1) / (alpha + beta - 2)`` for the
+    Beta (both concentrations > 1, so the denominator is > 0; a full-speed target is reached
+    only in the limit ``beta -> 1``, as the fit's squared error allows)."""
     cont = dist.continuous
-    return torch.lerp(cont.low, cont.high, (torch.tanh(cont.mean) + 1.0) / 2.0)
+    if isinstance(cont, BetaDistribution):
+        unit = (cont.alpha - 1.0) / (cont.alpha + cont.beta - 2.0)
+    else:
+        unit = (torch.tanh(cont.mean) + 1.0) / 2.0
+    return torch.lerp(cont.low, cont.high, unit)
