@@ -8,7 +8,8 @@ this is the learner alone (no actors, no transport). On CUDA every timed interva
 
     python -m benchmarks.learner_device --device cpu --threads 1 --batch 32 128 512
     python -m benchmarks.learner_device --device cuda --batch 32 128 512 1024 2048
-    python -m benchmarks.learner_device --batch 32 --set algo.continuous_pg=qprop
+    python -m benchmarks.learner_device --batch 32 --set algo.continuous_pg=qprop \
+        model.continuous_kind=squashed_gaussian  # an action critic needs the Gaussian
 
 Prints one line per batch size: samples/s, ms per step, and the device's peak memory.
 ``--set`` takes the training CLI's overrides on the preset (e.g. a learner option's cost).

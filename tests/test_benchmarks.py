@@ -64,8 +64,10 @@ def test_learner_device_benchmark_runs_on_the_cpu() -> None:
 
     rate, ms, peak = learner_rate(4, "cpu", seconds=0.2)
     assert rate > 0.0 and ms > 0.0 and peak != peak  # no device memory on the CPU (NaN)
-    # --set overrides reach the learner's config: a learner option, and a clear error
-    rate, _, _ = learner_rate(4, "cpu", 0.2, ["algo.continuous_pg=qprop"])
+    # --set overrides reach the learner's config: a learner option (an action critic needs
+    # the squashed Gaussian, not the preset's Beta), and a clear error
+    gauss = "model.continuous_kind=squashed_gaussian"
+    rate, _, _ = learner_rate(4, "cpu", 0.2, [gauss, "algo.continuous_pg=qprop"])
     assert rate > 0.0
     with pytest.raises(ConfigError, match="continuous_pg"):
         learner_rate(4, "cpu", 0.2, ["algo.continuous_pg=deterministic"])
