@@ -324,6 +324,14 @@ class BoundedContinuousDistribution(_SinglePart):
         """Per-dimension entropies ``[..., D]`` (summing to :meth:`entropy` up to rounding)."""
 
     @abstractmethod
+    def mode_with_grad(self) -> Tensor:
+        """:meth:`mode` (a stored action ``[..., D]``) with its autograd history: what a fit
+        of the deployed action to targets differentiates (``algos/impala/warm_start.py``)."""
+
+    def mode(self) -> Tensor:
+        return self.mode_with_grad().detach()
+
+    @abstractmethod
     def select(self, index: Tensor) -> Self:
         """For batch shape ``[..., K]``: the distribution of the ``index[...]``-th parameter set.
 
@@ -530,8 +538,8 @@ class SquashedGaussianDistribution(BoundedContinuousDistribution):
             )
             return self.mean + self.std * noise
 
-    def mode(self) -> Tensor:
-        return self.mean.detach()
+    def mode_with_grad(self) -> Tensor:
+        return self.mean
 
     def log_prob(self, action: Tensor) -> Tensor:
         z = (action - self.mean) / self.std
@@ -628,11 +636,10 @@ class BetaDistribution(BoundedContinuousDistribution):
             concentration = torch.stack([self.alpha, self.beta], dim=-1)
             return torch._sample_dirichlet(concentration, generator=generator)[..., 0]
 
-    def mode(self) -> Tensor:
-        with torch.no_grad():
-            denom = self.alpha + self.beta - 2.0
-            safe = torch.where(denom > 0, denom, torch.ones_like(denom))
-            return torch.where(denom > 0, (self.alpha - 1.0) / safe, torch.full_like(denom, 0.5))
+    def mode_with_grad(self) -> Tensor:
+        denom = self.alpha + self.beta - 2.0
+        safe = torch.where(denom > 0, denom, torch.ones_like(denom))
+        return torch.where(denom > 0, (self.alpha - 1.0) / safe, torch.full_like(denom, 0.5))
 
     def log_prob(self, action: Tensor) -> Tensor:
         y = action.clamp(self.eps, 1.0 - self.eps)

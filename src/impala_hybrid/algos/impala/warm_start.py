@@ -41,7 +41,6 @@ from impala_hybrid.envs.config import UAVNetConfig
 from impala_hybrid.envs.heuristics import HEURISTICS, make_heuristic
 from impala_hybrid.envs.vector import UAVNetVectorEnv
 from impala_hybrid.models.actor_critic import ActorCritic
-from impala_hybrid.models.distributions import BetaDistribution
 from impala_hybrid.validation import ConfigError
 
 #: Cross-entropy label smoothing of the transfer: the cloned choice keeps about 8% of its
@@ -127,11 +126,6 @@ def behaviour_clone(
 def _continuous_mode(dist: Any) -> torch.Tensor:
     """The continuous part's mode in env units with its gradient (``mode()`` detaches):
     ``squash(mean)`` for the squashed Gaussian, ``(alpha - 1) / (alpha + beta - 2)`` for the
-    Beta (both concentrations > 1, so the denominator is > 0; a full-speed target is reached
-    only in the limit ``beta -> 1``, as the fit's squared error allows)."""
+    Beta (a full-speed target is reached only in the limit ``beta -> 1``)."""
     cont = dist.continuous
-    if isinstance(cont, BetaDistribution):
-        unit = (cont.alpha - 1.0) / (cont.alpha + cont.beta - 2.0)
-    else:
-        unit = (torch.tanh(cont.mean) + 1.0) / 2.0
-    return torch.lerp(cont.low, cont.high, unit)
+    return cont.to_env(cont.mode_with_grad())
