@@ -16,7 +16,8 @@ in env units, as plain tensors:
 
 This is exactly ``model.distribution(params).mode()`` then ``to_env`` (same ops in the same
 order), but written without the distribution objects: those validate bounds with
-data-dependent Python branches, which neither tracing nor ``torch.export`` can capture. The
+data-dependent Python branches, which neither tracing nor ``torch.export`` can capture (the
+Beta's mode calls the distribution module's own ``beta_concentration`` and ``beta_mode``). The
 log-std and value outputs are not part of the artifact's outputs. A network trained with
 its trunk in bfloat16 (``ModelConfig.trunk_dtype``) is exported in float32, from the same
 weights: the artifact's actions are the float32 network's, and differ from what the bf16
@@ -69,6 +70,7 @@ from impala_hybrid.deploy.inference import (
     load_policy,
     sidecar_path,
 )
+from impala_hybrid.models.distributions import beta_concentration, beta_mode
 from impala_hybrid.models.zones import dense_copy
 from impala_hybrid.threads import torch_threads
 
@@ -164,12 +166,10 @@ class DeterministicActor(nn.Module):
             low, high = self.action_low, self.action_high
             if self.spec.bounded_kind == "squashed_gaussian":
                 unit = (torch.tanh(self._chosen(flat, "mean", k)) + 1.0) / 2.0
-            else:  # BetaDistribution.mode, in its operation order
-                alpha = F.softplus(self._chosen(flat, "raw_alpha", k)) + 1.0
-                beta = F.softplus(self._chosen(flat, "raw_beta", k)) + 1.0
-                denom = alpha + beta - 2.0
-                safe = torch.where(denom > 0, denom, torch.ones_like(denom))
-                unit = torch.where(denom > 0, (alpha - 1.0) / safe, torch.full_like(denom, 0.5))
+            else:  # BetaDistribution.mode: the same two functions
+                alpha = beta_concentration(self._chosen(flat, "raw_alpha", k))
+                beta = beta_concentration(self._chosen(flat, "raw_beta", k))
+                unit = beta_mode(alpha, beta)
             outs.append(torch.lerp(low, high, unit).clamp(low, high))
         if self.lstm is not None:
             assert h is not None and c is not None

@@ -69,6 +69,8 @@ __all__ = [
     "HybridGatedDistribution",
     "HybridParameterizedDistribution",
     "SquashedGaussianDistribution",
+    "beta_concentration",
+    "beta_mode",
     "make_distribution",
     "owner_matrix",
     "param_shapes",
@@ -287,6 +289,21 @@ def _as_bounds(
         if not bool((hi > lo).all()):
             raise ValueError("bounded distributions need low < high in every dimension")
     return lo, hi
+
+
+def beta_concentration(raw: Tensor) -> Tensor:
+    """A Beta concentration ``softplus(raw) + 1 > 1`` from a raw head output (Chou et al. 2017;
+    :class:`BetaDistribution`); also what ``deploy/export.py``'s traced policy computes."""
+    return F.softplus(raw) + 1.0
+
+
+def beta_mode(alpha: Tensor, beta: Tensor) -> Tensor:
+    """The mode ``(alpha - 1) / (alpha + beta - 2)`` of ``Beta(alpha, beta)`` on ``[0, 1]``,
+    both concentrations > 1 (interior); 0.5 where both round to exactly 1. Differentiable (the
+    warm start's fit), and written with ``torch.where`` only, so it traces and exports."""
+    denom = alpha + beta - 2.0
+    safe = torch.where(denom > 0, denom, torch.ones_like(denom))
+    return torch.where(denom > 0, (alpha - 1.0) / safe, torch.full_like(denom, 0.5))
 
 
 def _gather_component(param: Tensor, index: Tensor) -> Tensor:
@@ -614,8 +631,8 @@ class BetaDistribution(BoundedContinuousDistribution):
             raise ValueError(f"eps must be in (0, 0.5), got {eps}")
         self.raw_alpha = raw_alpha
         self.raw_beta = raw_beta
-        self.alpha = F.softplus(raw_alpha) + 1.0
-        self.beta = F.softplus(raw_beta) + 1.0
+        self.alpha = beta_concentration(raw_alpha)
+        self.beta = beta_concentration(raw_beta)
         self.eps = eps
         self.low, self.high = _as_bounds(low, high, raw_alpha, check_bounds)
         volume = torch.broadcast_to(self.high - self.low, (raw_alpha.shape[-1],))
@@ -637,9 +654,7 @@ class BetaDistribution(BoundedContinuousDistribution):
             return torch._sample_dirichlet(concentration, generator=generator)[..., 0]
 
     def mode_with_grad(self) -> Tensor:
-        denom = self.alpha + self.beta - 2.0
-        safe = torch.where(denom > 0, denom, torch.ones_like(denom))
-        return torch.where(denom > 0, (self.alpha - 1.0) / safe, torch.full_like(denom, 0.5))
+        return beta_mode(self.alpha, self.beta)
 
     def log_prob(self, action: Tensor) -> Tensor:
         y = action.clamp(self.eps, 1.0 - self.eps)
