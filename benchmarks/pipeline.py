@@ -38,6 +38,7 @@ import torch
 from impala_hybrid.algos.impala.actor import Actor
 from impala_hybrid.envs.factory import make_vector_env
 from impala_hybrid.experiments.spec import LocalConfig, TrainConfig, reward_setup, uav_hybrid
+from impala_hybrid.models.actor_critic import resolve_trunk_dtype
 from impala_hybrid.runtime.local import LocalRun
 from impala_hybrid.runtime.serial import build, build_model
 
@@ -195,8 +196,10 @@ def report(result: dict[str, Any]) -> str:
     cores = os.cpu_count() or 1
     cfg0: TrainConfig = results[0]["cfg"]
     lines = [
-        f"UAV env, model {cfg0.model.hidden} with LayerNorm, hybrid head, T = "
-        f"{cfg0.algo.unroll_length}; learner on {cfg0.torch_threads} thread; CPU; every sample "
+        f"UAV env, model {cfg0.model.hidden} with LayerNorm, trunk "
+        f"{resolve_trunk_dtype(cfg0.model.trunk_dtype)}, hybrid head with "
+        f"{cfg0.model.continuous_kind} intensities, T = {cfg0.algo.unroll_length}; learner on "
+        f"{cfg0.torch_threads} thread; CPU; every sample "
         "trained once. Ceilings are each measured with the machine to themselves.",
         "",
         "| layout | actor-side ceiling | learner-side ceiling | end-to-end | efficiency | "
