@@ -107,11 +107,14 @@ def uav_hybrid() -> TrainConfig:
     stays wide (continuous entropy ~ -0.5 nats over 6 dimensions at the end against -1.2),
     at about the same env steps/s (docs/results.md, "The Beta head"; docs/benchmarks.md).
     It was still rising at 8M: 12M env steps (the schedules stretched with them; about
-    4.5-5 minutes of training on 2 cores) score 400.4 on the same 5 seeds (1.011x, every
-    seed above every classical policy, each paired interval above 0). The validation
-    evaluations run every 200k env steps, not the default 100k: in the learner's process
-    they cost ~160 s of a 12M run at 100k, which took a clean-clone ``make run`` to 10.5
-    minutes; evaluations do not touch training.
+    3.5-5 minutes of training on 2 cores) score 400.4 on the same 5 seeds (1.011x, every
+    seed above every classical policy, each paired interval above 0) and 399.4 on 8 (1.009x;
+    seed 5 3.5 below threshold, its fairness lost late in training). B = 64 unrolls a
+    learner step for 16M env steps, 1.26x the env steps/s at about the same wall time,
+    scored 401.4 on 5 seeds (1.014x): the candidate for this preset, not adopted yet. The
+    validation evaluations run every 200k env steps, not the default 100k: in the learner's
+    process they cost ~160 s of a 12M run at 100k, which took a clean-clone ``make run`` to
+    10.5 minutes; evaluations do not touch training.
     """
     return TrainConfig(
         env="impala_hybrid/UAVNet-v0",
