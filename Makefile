@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 
 # The main job: train IMPALA-Hybrid on the UAV simulator (local runtime, a few minutes on
 # 2 cores), then evaluate it next to the classical policies on the same seeds.
-RUN_STEPS ?= 12000000
+RUN_STEPS ?= 16000000
 RUN_DIR   := runs/uav-$(shell date +%Y%m%d-%H%M%S)
 
 run: setup

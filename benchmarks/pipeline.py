@@ -48,21 +48,25 @@ def _key(cfg: TrainConfig) -> tuple[int, int, int]:
     return (cfg.local.num_actors, cfg.local.envs_per_actor, cfg.algo.batch_size)
 
 
-#: The UAV preset's layout (what `make run` trains: one actor x 128 envs split into B = 32
-#: slots) comes first; then the 2 actors x 32 envs it trained before (issue 8 compares the
-#: two; docs/results.md has the learning runs of both), the layout RLlib is compared on (one
-#: actor x 64 envs, B = 64) and single wide actors, which fit 2 cores.
+#: The UAV preset's layout (what `make run` trains: one actor x 128 envs split into B = 64
+#: slots) comes first; then the same actor with B = 32 slots (the preset before session 17)
+#: and the 2 actors x 32 envs it trained before that (issue 8 compares them; docs/results.md
+#: has the learning runs of each), the layout RLlib is compared on (one actor x 64 envs,
+#: B = 64) and single wide actors, which fit 2 cores.
 PRESET_LAYOUT = _key(uav_hybrid())
+SLOT32_LAYOUT = (1, 128, 32)
 PREVIOUS_LAYOUT = (2, 32, 32)
 RLLIB_LAYOUT = (1, 64, 64)
-LAYOUTS = (PRESET_LAYOUT, PREVIOUS_LAYOUT, RLLIB_LAYOUT, (1, 128, 128), (1, 256, 128))
+LAYOUTS = (
+    PRESET_LAYOUT, SLOT32_LAYOUT, PREVIOUS_LAYOUT, RLLIB_LAYOUT, (1, 128, 128), (1, 256, 128)
+)  # fmt: skip
 
 
 def bench_config(num_actors: int, envs_per_actor: int, batch_size: int) -> TrainConfig:
     base = uav_hybrid()
     layout = (num_actors, envs_per_actor, batch_size)
     local = LocalConfig(num_actors=num_actors, envs_per_actor=envs_per_actor)
-    if layout == PRESET_LAYOUT:  # with the preset's own process settings
+    if layout in (PRESET_LAYOUT, SLOT32_LAYOUT):  # with the preset's own process settings
         local = base.local
     elif layout == PREVIOUS_LAYOUT:  # as the preset had it: each actor 8 slots ahead
         local = dataclasses.replace(local, slots_per_actor=8)
@@ -215,6 +219,7 @@ def report(result: dict[str, Any]) -> str:
             f"{r['fps']:,.0f} | {eff:.2f} | {shared:,.0f} | {r['policy_lag_mean']:.2f} |"
         )
     preset = next(r for r in results if _key(r["cfg"]) == PRESET_LAYOUT)
+    slot32 = next(r for r in results if _key(r["cfg"]) == SLOT32_LAYOUT)
     previous = next(r for r in results if _key(r["cfg"]) == PREVIOUS_LAYOUT)
     best = max(results, key=lambda r: r["fps"])
     lines += [
@@ -224,6 +229,8 @@ def report(result: dict[str, Any]) -> str:
         "sample), what both sides can do together when they share the cores.",
         f"- The UAV preset's layout ({_layout(preset['cfg'])}, what `make run` trains): "
         f"{_verdict(preset, cores)}.",
+        f"- Against its B = 32 slots ({_layout(slot32['cfg'])}, the preset before session "
+        f"17; {slot32['fps']:,.0f} env steps/s): **{preset['fps'] / slot32['fps']:.2f}x**.",
         f"- Against the 2 x 32 layout it trained before ({_layout(previous['cfg'])}, "
         f"{previous['fps']:,.0f} env steps/s): **{preset['fps'] / previous['fps']:.2f}x**.",
         f"- Fastest layout ({_layout(best['cfg'])}): {_verdict(best, cores)}.",

@@ -261,7 +261,7 @@ def test_presets_state_their_grids() -> None:
     # or above 1 never binds), against a lagged base of their own
     lag = {"serial_lag": cmp.ABLATION_LAG}
     base = abl[f"abl: lag {cmp.ABLATION_LAG}"]
-    assert dict(base.settings) == lag
+    assert dict(base.settings) == {**cmp.SERIAL_BATCH, **lag}
     ratio = [e for e in abl.values() if "rho" in str(e.settings) or "ratio_mode" in str(e.settings)]
     # (2, 1), (0.5, 0.5) twice, unclipped, per-component, IMPALA's gradient unclipped
     assert len(ratio) == 6
@@ -270,6 +270,10 @@ def test_presets_state_their_grids() -> None:
     for e in ratio:
         if e.name != "abl: rho,c = 0.5,0.5":  # kept without lag: a shorter trace there
             assert e.settings["serial_lag"] == cmp.ABLATION_LAG, e.name
+    # every IMPALA run on the UAV preset keeps the serial batch its rows were measured with
+    on_preset = [e for e in full.entries if e.family == "impala" and e.preset == "uav_hybrid"]
+    assert len(on_preset) > 20
+    assert all(e.settings["algo.batch_size"] == 32 for e in on_preset)
     swept = [e for e in full.entries if e.group == "sweep"]
     assert {e.algorithm for e in swept} == set(cmp.SWEPT)
     assert len(swept) == len(cmp.SWEPT) * len(cmp.sweep_weights({}))

@@ -57,8 +57,18 @@ def test_cartpole_other_seeds(seed: int) -> None:
 def _uav_return(seed: int, steps: int) -> tuple[float, float]:
     """The UAV preset's learner trained serially (deterministic) for ``steps``; the return
     and emergency drops of its deployed policy (``run_policy``: the transfer drawn, as the
-    preset's ``discrete_choice`` says) on the 32 validation episodes the trainer selects on."""
-    cfg = dataclasses.replace(uav_hybrid(), total_steps=steps, seed=seed)
+    preset's ``discrete_choice`` says) on the 32 validation episodes the trainer selects on.
+
+    At B = 32, one unroll of the preset's 32 envs a learner step, as the thresholds below were
+    calibrated: the preset's B = 64 is its local layout's slot width (128 envs in 64-column
+    slots); serially it would take two unrolls a step and halve the updates per env step."""
+    base = uav_hybrid()
+    cfg = dataclasses.replace(
+        base,
+        total_steps=steps,
+        seed=seed,
+        algo=dataclasses.replace(base.algo, batch_size=32),
+    )
     result = train_serial(cfg)
     r = evaluate(
         run_policy(cfg, result.model.eval()), UAVNetConfig(), episodes=1, num_envs=32, seed=0,

@@ -167,6 +167,22 @@ class ComparePreset:
 #: evaluated at its mode (its 24 choices carry the speed level too; measured that way).
 _DISCRETE = {"discrete_levels": 4, "algo.entropy_coef_discrete": None, "discrete_choice": "mode"}
 _SB3_REPLAY = {"n_envs": 8, "hyperparams": {"train_freq": 1, "gradient_steps": 1}}
+#: The IMPALA family's learner batch here: one unroll of ``uav_hybrid``'s 32 envs a learner
+#: step, as every row of docs/results.md was measured. The preset's B = 64 is the width of
+#: its local layout's slots (128 envs in 64-column slots); on the serial runtime these runs
+#: use, it would be two unrolls a step, half the updates per env step.
+SERIAL_BATCH = {"algo.batch_size": 32}
+
+
+def _serial(entries: list[Entry]) -> list[Entry]:
+    """``entries`` with :data:`SERIAL_BATCH` under the settings of those built on
+    ``uav_hybrid`` (an entry's own settings win)."""
+    return [
+        dataclasses.replace(e, settings={**SERIAL_BATCH, **e.settings})
+        if e.family == "impala" and e.preset == "uav_hybrid"
+        else e
+        for e in entries
+    ]
 
 
 def _main(scale: float, sb3_scale: float) -> list[Entry]:
@@ -222,7 +238,7 @@ def _main(scale: float, sb3_scale: float) -> list[Entry]:
             why="as SAC; its first 10,000 steps are random actions (learning_starts)",
         ),
     ]
-    return entries + sb3
+    return _serial(entries) + sb3
 
 
 #: The policy lag of the ratio ablations: what the local runtime's preset shows (its actors
@@ -245,7 +261,7 @@ def _ablations(m: int) -> list[Entry]:
     a = "ablation"
     lag = {"serial_lag": ABLATION_LAG}
     k = f"lag {ABLATION_LAG}"
-    return [
+    entries = [
         Entry("abl: replay 0.5", "impala", m, {"algo.replay_proportion": 0.5}, a),
         Entry("abl: rho,c = 0.5,0.5", "impala", m, {"algo.rho_bar": 0.5, "algo.c_bar": 0.5}, a),
         Entry("abl: LSTM 64", "impala", m, {"model.lstm_size": 64}, a),
@@ -290,6 +306,7 @@ def _ablations(m: int) -> list[Entry]:
             a,
         ),
     ]
+    return _serial(entries)
 
 
 #: The algorithms whose weight sweeps the full preset trains, at the quick preset's budgets:
