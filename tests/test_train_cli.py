@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import sys
@@ -52,6 +53,12 @@ def test_train_writes_the_run_directory(tmp_path: Path, capsys: pytest.CaptureFi
     assert first_eval.endswith(" [best]"), first_eval
     # the preset's trunk_dtype = auto: which precision this machine trains in is on screen
     assert f"trunk {resolve_trunk_dtype('auto')} (auto)" in " ".join(printed.split())
+    # the last line states the run's own training rate: env steps over training seconds
+    done = re.search(
+        r"done: 640 env steps in [\d.]+ s of training \(([\d,]+) env steps/s\)",
+        " ".join(printed.split()),
+    )
+    assert done is not None, printed
     cfg = load_config(out / "config.yaml")
     assert cfg.total_steps == 640 and cfg.model.hidden == (16,)
     assert cfg.env_kwargs == {"episode_steps": 30}
@@ -70,6 +77,8 @@ def test_train_writes_the_run_directory(tmp_path: Path, capsys: pytest.CaptureFi
     assert last["env_steps"] == 640 and last["runtime"] == "serial"
     assert best["trainer"]["best_return"] == max(e["return_mean"] for e in evals)
     assert last["config"]["algo"]["batch_size"] == 4
+    rate = 640 / last["trainer"]["train_seconds"]
+    assert abs(int(done[1].replace(",", "")) - rate) <= 0.5, (done[0], rate)
 
 
 def test_progress_lines_when_not_a_terminal(

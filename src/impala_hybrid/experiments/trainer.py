@@ -604,9 +604,13 @@ class Trainer:
                 f"{self.run_dir / LAST}"
             )
             return 0
+        # the run's own training rate, all sessions (the figure make bench's end-to-end
+        # column is compared with; evaluations and checkpoints are not in train_seconds)
+        rate = rt.env_steps / st.train_seconds if st.train_seconds > 0 else float("nan")
         self.console.print(
-            f"done: {rt.env_steps:,} env steps in {st.train_seconds:.1f} s of training; "
-            f"best eval return {_fmt(st.best_return)}; run directory {self.run_dir}"
+            f"done: {rt.env_steps:,} env steps in {st.train_seconds:.1f} s of training "
+            f"({rate:,.0f} env steps/s); best eval return {_fmt(st.best_return)}; run "
+            f"directory {self.run_dir}"
         )
         return 0
 
