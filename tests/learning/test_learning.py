@@ -91,7 +91,8 @@ def test_uav_learning_regression_3m_steps() -> None:
     tests below) the Beta head reaches 304.2 (112 drops: the beam half learned) and 387.5
     (none), the Gaussian 391.2 and 378.8 (when last measured, bfloat16 trunk). (The serial
     runtime has no actors, so the preset's layout and policy lag play no part here; the full
-    result, 5 seeds, local runtime, held out, is docs/results.md's headline.)
+    result, 8 seeds, local runtime, B = 64, 16M env steps, held out, is docs/results.md's
+    headline.)
     """
     ret, drops = _uav_return(1, 3_000_000)
     assert ret >= 345.0, ret
@@ -105,7 +106,7 @@ def test_uav_learning_other_seeds(seed: int, threshold: float) -> None:
     each reached with the Beta head when written (304.2 and 387.5): a regression guard, not a
     quality bar. Serially seed 0 has half learned the beam by 3M steps (112 emergency drops
     per episode) where the squashed Gaussian had learned it (391.2, none); with the local
-    runtime all 5 headline seeds drop none (docs/results.md). Before the Beta head these
+    runtime all 8 headline seeds drop none (docs/results.md). Before the Beta head these
     tests ran seeds 1 and 2 on the squashed Gaussian: 145.7 and 378.8 in their last
     version (bfloat16 trunk), 135.8 and -52.9 with the constant entropy weights before."""
     ret, _ = _uav_return(seed, 3_000_000)
