@@ -11,12 +11,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
 from impala_hybrid import cli
 from impala_hybrid.experiments.config_io import load_config
-from impala_hybrid.experiments.trainer import TIME_KEYS, Trainer, resume_run, start_run
+from impala_hybrid.experiments.trainer import (
+    TIME_KEYS,
+    Trainer,
+    done_rates,
+    resume_run,
+    start_run,
+)
 from impala_hybrid.models.actor_critic import resolve_trunk_dtype
 from impala_hybrid.runtime.checkpoint import load_checkpoint
 
@@ -72,6 +79,9 @@ def test_train_writes_the_run_directory(tmp_path: Path, capsys: pytest.CaptureFi
     seconds = [e["wall_s"] for e in evals]  # training time so far, for curves against time
     assert seconds[0] > 0.0 and seconds == sorted(seconds)
     assert set(evals[0]["baselines"]) == {"local_only", "maxweight"}
+    # each validation episode's return, for paired comparisons (``selection = paired``)
+    assert len(evals[0]["episode_returns"]) == cfg.eval_episodes
+    assert np.mean(evals[0]["episode_returns"]) == pytest.approx(evals[0]["return_mean"])
     last = load_checkpoint(out / "checkpoints" / "last.pt")
     best = load_checkpoint(out / "checkpoints" / "best.pt")
     assert last["env_steps"] == 640 and last["runtime"] == "serial"
@@ -79,6 +89,17 @@ def test_train_writes_the_run_directory(tmp_path: Path, capsys: pytest.CaptureFi
     assert last["config"]["algo"]["batch_size"] == 4
     rate = 640 / last["trainer"]["train_seconds"]
     assert abs(int(done[1].replace(",", "")) - rate) <= 0.5, (done[0], rate)
+    # the validations between learner steps were timed apart from training (the done line's
+    # second figure counts them; the serial runtime prints none: nothing runs meanwhile)
+    assert last["trainer"]["pause_seconds"] > 0.0
+
+
+def test_done_rates_bracket_the_rate_where_actors_run_during_pauses() -> None:
+    assert done_rates(1000, 2.0, 3.0, "serial") == "500 env steps/s"
+    assert done_rates(1000, 2.0, 0.0, "local") == "500 env steps/s"
+    text = done_rates(1_000_000, 8.0, 2.0, "local")
+    assert text.startswith("125,000 env steps/s; 100,000 with the 2.0 s of validations"), text
+    assert text.endswith("the rate lies between")
 
 
 def test_progress_lines_when_not_a_terminal(
@@ -285,3 +306,44 @@ def test_run_directory_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
     _fails(["train", "--resume", str(run)], capsys, "not an impala-hybrid checkpoint")
     last.unlink()
     _fails(["train", "--resume", str(run)], capsys, "first checkpoint")
+
+
+class _Scripted:
+    """An evaluator that returns scripted per-episode returns, one list per evaluation."""
+
+    uav = False
+
+    def __init__(self, script: list[list[float]]) -> None:
+        self.script = list(script)
+
+    def baselines(self) -> dict[str, Any]:
+        return {}
+
+    def __call__(self, learner: Any) -> dict[str, Any]:
+        returns = self.script.pop(0)
+        return {
+            "return_mean": float(np.mean(returns)),
+            "return_std": float(np.std(returns, ddof=1)),
+            "episode_returns": returns,
+        }
+
+
+@pytest.mark.parametrize(("selection", "best_at"), [("mean", 640), ("paired", 320)])
+def test_selection_paired_keeps_the_peak_over_a_sure_loss(
+    tmp_path: Path, selection: str, best_at: int
+) -> None:
+    """The same episodes every evaluation: a checkpoint 2 points below the peak on every
+    episode is a sure loss (paired), though a tie within one unpaired standard error."""
+    tiny = [a for a in TINY[2:] if a != "--set"]
+    cfg = load_config(
+        preset="uav_hybrid", overrides=[*tiny, "eval_episodes=4", f"selection={selection}"]
+    )
+    peak = [100.0, 0.0, 50.0, 10.0]
+    script = [[90.0, -5.0, 40.0, 5.0], peak, [p - 2.0 for p in peak], [p - 1.0 for p in peak]]
+    out = tmp_path / selection
+    trainer = start_run(cfg, out, evaluator=_Scripted(script))  # type: ignore[arg-type]
+    assert trainer.run() == 0
+    best = load_checkpoint(out / "checkpoints" / "best.pt")
+    assert best["env_steps"] == best_at
+    assert best["trainer"]["best_return"] == 40.0 and best["trainer"]["best_returns"] == peak
+    assert [e["episode_returns"] for e in _lines(out / "eval.jsonl")] == script

@@ -1,5 +1,6 @@
 """``evaluate_episodes``: any env's greedy return, length and numeric episode-end info on fixed
-seeds, without a bias towards short episodes; ``is_new_best``: ties go to the later one."""
+seeds, without a bias towards short episodes; ``is_new_best``: ties go to the later one;
+``paired_std``: the noise of a comparison on the same episodes."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from impala_hybrid.evaluation.episodes import evaluate_episodes
-from impala_hybrid.evaluation.selection import is_new_best
+from impala_hybrid.evaluation.selection import is_new_best, paired_std
 
 
 class _Coin(gym.Env[np.ndarray, int]):
@@ -82,3 +83,17 @@ def test_best_checkpoint_prefers_the_later_one_on_ties_within_noise() -> None:
     assert is_new_best(0.99, 0.2, 32, 1.0)  # within one standard error (0.035)
     assert not is_new_best(0.9, 0.2, 32, 1.0)
     assert not is_new_best(float("nan"), 0.1, 32, 1.0) and not is_new_best(None, 0.1, 32, 1.0)
+
+
+def test_paired_noise_is_the_spread_of_the_per_episode_differences() -> None:
+    peak = [100.0, 0.0, 50.0, 10.0]  # episodes that differ a lot between themselves
+    lower = [98.0, -2.0, 48.0, 8.0]  # 2 below on every episode: a sure loss
+    assert paired_std(lower, peak) == 0.0
+    assert not is_new_best(np.mean(lower), paired_std(lower, peak), 4, np.mean(peak))
+    # unpaired, the same evaluation is a tie within noise (std 44.6, standard error 22)
+    assert is_new_best(np.mean(lower), float(np.std(lower, ddof=1)), 4, np.mean(peak))
+    mixed = [103.0, -3.0, 50.0, 10.0]  # differences 3, -3, 0, 0: mean 0, std sqrt(6)
+    assert paired_std(mixed, peak) == pytest.approx(np.sqrt(6.0))
+    assert paired_std([1.0], [2.0]) == 0.0
+    with pytest.raises(ValueError, match=r"shapes \(3,\) and \(4,\)"):
+        paired_std([1.0, 2.0, 3.0], peak)

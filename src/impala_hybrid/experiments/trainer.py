@@ -12,7 +12,9 @@ itself. Everything a user keeps from a run lives here, in one directory::
       checkpoints/last.pt       latest state (every checkpoint_interval env steps, at the end,
                                 and on Ctrl-C / SIGTERM)
       checkpoints/best.pt       state at the best evaluation return so far (the later one on
-                                ties within one standard error, ``is_new_best``)
+                                ties within one standard error, ``is_new_best``; with
+                                ``selection = paired`` the standard error of the
+                                per-episode differences from the best evaluation)
 
 Evaluation runs every ``eval_interval`` env steps and at the end, on the same fixed seeds
 every time: on the UAV env with ``evaluation.rollout.evaluate`` (common random numbers, so
@@ -60,7 +62,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
 from impala_hybrid import UAVNET_ID
-from impala_hybrid.evaluation.selection import is_new_best
+from impala_hybrid.evaluation.selection import is_new_best, paired_std
 from impala_hybrid.experiments.config_io import (
     config_from_dict,
     config_to_dict,
@@ -198,7 +200,7 @@ class Evaluator:
         self.cfg = cfg
         self.uav = cfg.env == UAVNET_ID
 
-    def _uav(self, policy: Any, name: str) -> dict[str, Any]:
+    def _uav(self, policy: Any, name: str, per_episode: bool = False) -> dict[str, Any]:
         from impala_hybrid.envs.config import UAVNetConfig
         from impala_hybrid.evaluation.rollout import evaluate
 
@@ -211,7 +213,7 @@ class Evaluator:
             split="validation",  # selects the best checkpoint: never the reported "eval" seeds
             name=name,
         )
-        return res.to_dict()
+        return res.to_dict(per_episode=per_episode)
 
     def baselines(self) -> dict[str, dict[str, Any]]:
         """``name -> result`` of the classical policies on the evaluation seeds (UAV only)."""
@@ -240,13 +242,15 @@ class Evaluator:
         from impala_hybrid.evaluation.episodes import evaluate_episodes
 
         if self.uav:
-            res = self._uav(policy, "impala")
+            res = self._uav(policy, "impala", per_episode=True)
+            per_episode = res.pop("per_episode")
             return {
                 "return_mean": res["return"]["mean"],
                 "return_std": res["return"]["std"],
+                "episode_returns": per_episode["return"],
                 "result": res,
             }
-        stats = evaluate_episodes(
+        episodes = evaluate_episodes(
             policy,
             self.cfg.env,
             self.cfg.eval_episodes,
@@ -254,10 +258,12 @@ class Evaluator:
             env_kwargs=self.cfg.env_kwargs,
             num_envs=min(self.cfg.eval_episodes, 8),
             split="validation",  # selects the best checkpoint, as on the UAV env
-        ).summary()
+        )
+        stats = episodes.summary()
         return {
             "return_mean": stats["return"]["mean"],
             "return_std": stats["return"]["std"],
+            "episode_returns": episodes.returns.tolist(),
             "length_mean": stats["length"]["mean"],
             "info": stats["info"],
         }
@@ -274,14 +280,43 @@ class TrainerState:
     next_checkpoint: int
     last_eval_step: int = -1
     best_return: float | None = None
+    # per-episode validation returns of the evaluation with the best mean (``best_return``):
+    # what ``selection = paired`` compares each evaluation with
+    best_returns: list[float] | None = None
     learner_steps: int = 0
     train_seconds: float = 0.0  # time spent in learner steps, all sessions
+    # time spent in validations and checkpoints between learner steps, all sessions: the
+    # local and Ray runtimes' actors keep filling their free slots meanwhile, so the learner
+    # then trains a backlog faster than the actors make it (see the done line)
+    pause_seconds: float = 0.0
     baselines: dict[str, Any] = dataclasses.field(default_factory=dict)
     cliff: dict[str, Any] = dataclasses.field(default_factory=dict)  # CliffWatch state
 
 
 def _fmt(x: float | None) -> str:
     return "n/a" if x is None or not math.isfinite(x) else f"{x:.2f}"
+
+
+def done_rates(env_steps: int, train_s: float, pause_s: float, runtime: str) -> str:
+    """The run's own training rate, all sessions, as the done line states it: env steps over
+    training seconds (the figure ``make bench``'s end-to-end column is compared with;
+    validations and checkpoints are not in ``train_seconds``). On the serial runtime nothing
+    runs during those pauses, so that figure is the rate. On the others the actors keep
+    filling their free slots meanwhile (the UAV preset's 16 slots ahead: 32,768 env steps a
+    pause) and the learner then trains that backlog at its own speed, so where the actors
+    are the bottleneck the figure overstates the rate (measured: 140k with a validation
+    every 250k, 171k with one every 100k, 121k with none, the same run otherwise;
+    docs/benchmarks.md); counting the pauses as training time understates it. Both are
+    stated, the rate lying between them."""
+    rate = env_steps / train_s if train_s > 0 else float("nan")
+    text = f"{rate:,.0f} env steps/s"
+    if runtime != "serial" and pause_s > 0:
+        low = env_steps / (train_s + pause_s)
+        text += (
+            f"; {low:,.0f} with the {pause_s:.1f} s of validations and checkpoints counted, "
+            "in which the actors run on: the rate lies between"
+        )
+    return text
 
 
 def _next_multiple(steps: int, interval: int) -> int:
@@ -453,9 +488,13 @@ class Trainer:
             writer.add_scalar(f"eval/baseline_{k}", v, steps)
         for k, v in result.get("info", {}).items():
             writer.add_scalar(f"eval/info_{k}", v, steps)
-        improved = is_new_best(ret, result["return_std"], self.cfg.eval_episodes, st.best_return)
-        if improved:
-            st.best_return = float(ret) if st.best_return is None else max(st.best_return, ret)
+        returns = result.get("episode_returns")
+        std = result["return_std"]
+        if self.cfg.selection == "paired" and st.best_returns is not None and returns:
+            std = paired_std(returns, st.best_returns)
+        improved = is_new_best(ret, std, self.cfg.eval_episodes, st.best_return)
+        if improved and (st.best_return is None or ret > st.best_return):
+            st.best_return, st.best_returns = float(ret), returns
         msg = f"eval @ {steps:,} steps: return {_fmt(ret)} ± {_fmt(result['return_std'])}"
         if result.get("info"):
             msg += "; " + ", ".join(f"{k} {_fmt(v)}" for k, v in result["info"].items())
@@ -550,7 +589,9 @@ class Trainer:
                 window_steps, window_time = rt.env_steps, 0.0
                 last_line = time.monotonic()
                 while self.stop_signal is None:
+                    t_pause = time.perf_counter()
                     self._periodic(writer, eval_log)
+                    st.pause_seconds += time.perf_counter() - t_pause
                     if rt.done or self.stop_signal is not None:
                         break
                     if until is not None and rt.env_steps >= until:
@@ -604,13 +645,10 @@ class Trainer:
                 f"{self.run_dir / LAST}"
             )
             return 0
-        # the run's own training rate, all sessions (the figure make bench's end-to-end
-        # column is compared with; evaluations and checkpoints are not in train_seconds)
-        rate = rt.env_steps / st.train_seconds if st.train_seconds > 0 else float("nan")
         self.console.print(
             f"done: {rt.env_steps:,} env steps in {st.train_seconds:.1f} s of training "
-            f"({rate:,.0f} env steps/s); best eval return {_fmt(st.best_return)}; run "
-            f"directory {self.run_dir}"
+            f"({done_rates(rt.env_steps, st.train_seconds, st.pause_seconds, self.runtime_name)}"
+            f"); best eval return {_fmt(st.best_return)}; run directory {self.run_dir}"
         )
         return 0
 
