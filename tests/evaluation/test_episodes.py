@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from impala_hybrid.evaluation.episodes import evaluate_episodes
-from impala_hybrid.evaluation.selection import is_new_best, paired_std
+from impala_hybrid.evaluation.selection import is_new_best, judge, paired_std
 
 
 class _Coin(gym.Env[np.ndarray, int]):
@@ -97,3 +97,17 @@ def test_paired_noise_is_the_spread_of_the_per_episode_differences() -> None:
     assert paired_std([1.0], [2.0]) == 0.0
     with pytest.raises(ValueError, match=r"shapes \(3,\) and \(4,\)"):
         paired_std([1.0, 2.0, 3.0], peak)
+
+
+def test_judge_keeps_the_best_mean_as_the_reference() -> None:
+    peak = [100.0, 0.0, 50.0, 10.0]
+    assert judge("paired", 40.0, 44.0, 4, None, peak, None) == (True, 40.0, peak)
+    # a tie within paired noise replaces the checkpoint but not the reference
+    tie = [101.0, -1.0, 50.0, 9.0]  # differences 1, -1, 0, -1: mean -0.25, std 0.96
+    assert judge("paired", 39.75, 44.0, 4, 40.0, tie, peak) == (True, 40.0, peak)
+    assert judge("paired", 38.0, 44.0, 4, 40.0, [p - 2.0 for p in peak], peak)[0] is False
+    assert judge("mean", 38.0, 44.0, 4, 40.0, [p - 2.0 for p in peak], peak)[0] is True
+    # without per-episode returns, paired falls back to the unpaired standard error
+    assert judge("paired", 38.0, 44.0, 4, 40.0, None, peak) == (True, 40.0, peak)
+    with pytest.raises(ValueError, match="selection = 'max' is invalid"):
+        judge("max", 38.0, 44.0, 4, 40.0)

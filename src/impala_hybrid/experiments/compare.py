@@ -589,7 +589,9 @@ def _train_sb3(preset: ComparePreset, entry: Entry, seed: int, d: Path) -> int:
 
     def evaluate(policy: Any) -> tuple[float, float, dict[str, Any]]:
         res = evaluator.policy_result(policy)
-        return float(res["return_mean"]), float(res["return_std"]), res.get("result", {})
+        # each episode's return too: the callback's paired selection, as the trainer's
+        detail = {**res.get("result", {}), "episode_returns": res["episode_returns"]}
+        return float(res["return_mean"]), float(res["return_std"]), detail
 
     cb = ValidationCallback(evaluate, _interval(preset, entry), preset.val_episodes, d)
     train_sb3(cfg, out_dir=d, callback=cb)

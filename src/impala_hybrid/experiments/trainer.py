@@ -62,7 +62,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
 from impala_hybrid import UAVNET_ID
-from impala_hybrid.evaluation.selection import is_new_best, paired_std
+from impala_hybrid.evaluation.selection import judge
 from impala_hybrid.experiments.config_io import (
     config_from_dict,
     config_to_dict,
@@ -488,13 +488,10 @@ class Trainer:
             writer.add_scalar(f"eval/baseline_{k}", v, steps)
         for k, v in result.get("info", {}).items():
             writer.add_scalar(f"eval/info_{k}", v, steps)
-        returns = result.get("episode_returns")
-        std = result["return_std"]
-        if self.cfg.selection == "paired" and st.best_returns is not None and returns:
-            std = paired_std(returns, st.best_returns)
-        improved = is_new_best(ret, std, self.cfg.eval_episodes, st.best_return)
-        if improved and (st.best_return is None or ret > st.best_return):
-            st.best_return, st.best_returns = float(ret), returns
+        improved, st.best_return, st.best_returns = judge(
+            self.cfg.selection, ret, result["return_std"], self.cfg.eval_episodes,
+            st.best_return, result.get("episode_returns"), st.best_returns,
+        )  # fmt: skip
         msg = f"eval @ {steps:,} steps: return {_fmt(ret)} ± {_fmt(result['return_std'])}"
         if result.get("info"):
             msg += "; " + ", ".join(f"{k} {_fmt(v)}" for k, v in result["info"].items())

@@ -19,7 +19,7 @@ import torch
 from impala_hybrid.algos.a3c.config import A3CConfig, check_a3c
 from impala_hybrid.algos.impala.config import IMPALAConfig
 from impala_hybrid.deploy.inference import DISCRETE_CHOICES
-from impala_hybrid.evaluation.selection import SELECTIONS
+from impala_hybrid.evaluation.selection import DEFAULT_SELECTION, SELECTIONS
 from impala_hybrid.models.actor_critic import ModelConfig
 from impala_hybrid.validation import ConfigError, spec, validate
 
@@ -177,8 +177,9 @@ class TrainConfig:
     eval_episodes: int = spec(32, "episodes per evaluation (fixed seeds)", lo=1)
     eval_seed: int = spec(0, "seed of the evaluation episodes (the same at every evaluation)", lo=0)
     selection: str = spec(
-        "mean", "how an evaluation is judged against the best so far for best.pt: mean (within "
-        "one standard error of the best mean, the episodes taken as independent) or paired "
+        DEFAULT_SELECTION, "how an evaluation is judged against the best so far for best.pt: "
+        "mean (within one standard error of the best mean, the episodes taken as independent) "
+        "or paired "
         "(within one standard error of the per-episode differences from the best evaluation: "
         "the episodes are the same every time, so the comparison is paired; "
         "evaluation/selection.py)", choices=SELECTIONS,

@@ -118,6 +118,33 @@ def test_validation_callback_logs_the_curve_and_keeps_the_best_model(tmp_path: P
         load_sb3(tmp_path, "first")
 
 
+@pytest.mark.parametrize(("selection", "best_is_last"), [("mean", True), ("paired", False)])
+def test_validation_callback_selects_as_the_trainer_does(
+    tmp_path: Path, selection: str, best_is_last: bool
+) -> None:
+    """With each episode's return in the detail, ``paired`` keeps the peak over later
+    evaluations that lose on every episode; ``mean`` takes them as ties within noise."""
+    from impala_hybrid.algos.sb3.train import ValidationCallback
+
+    cfg = SB3Config(algo="a2c", total_steps=480, n_envs=4, env_kwargs={"episode_steps": EPISODE},
+                    hyperparams=SMOKE["a2c"], seed=2, normalize=True)  # fmt: skip
+    peak = [100.0, 0.0, 50.0, 10.0]
+    script = iter([[90.0, -5.0, 40.0, 5.0], peak, [p - 2.0 for p in peak], [p - 1.0 for p in peak]])
+
+    def evaluate(policy: SB3Policy) -> tuple[float, float, dict]:
+        r = next(script)
+        return float(np.mean(r)), float(np.std(r, ddof=1)), {"episode_returns": r}
+
+    cb = ValidationCallback(evaluate, 128, 4, tmp_path, selection=selection)
+    train_sb3(cfg, out_dir=tmp_path, callback=cb)
+    assert cb.best == 40.0 and cb.best_returns == peak
+    best, last = load_sb3(tmp_path, "best"), load_sb3(tmp_path, "last")
+    counts = [m.policy.normalizer.obs_rms.count for m in (best, last)]  # type: ignore[union-attr]
+    assert (counts[0] == counts[1]) is best_is_last, counts  # paired: the 256-step model
+    with pytest.raises(ValueError, match="selection = 'best' is invalid"):
+        ValidationCallback(evaluate, 128, 4, tmp_path, selection="best")
+
+
 def test_eval_cli_scores_a_baseline_run_like_any_other(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

@@ -50,6 +50,7 @@ from impala_hybrid.algos.sb3.policy import SB3Policy
 from impala_hybrid.algos.sb3.relaxation import Relaxation
 from impala_hybrid.algos.sb3.vec_env import RelaxedVecEnv
 from impala_hybrid.envs.factory import make_vector_env
+from impala_hybrid.evaluation.selection import DEFAULT_SELECTION, SELECTIONS, judge
 from impala_hybrid.jsonsafe import json_safe
 from impala_hybrid.threads import torch_threads
 
@@ -131,7 +132,10 @@ class ValidationCallback(BaseCallback):
     """Greedy evaluations every ``every`` env steps and at the end (module docstring).
 
     ``evaluate(policy) -> (mean, std, result)``: the validation return of a policy, its
-    sample std over the ``episodes`` episodes, and a JSON-able detail kept in the line.
+    sample std over the ``episodes`` episodes, and a JSON-able detail kept in the line; the
+    detail's ``episode_returns`` (each episode's return, the same episodes every call), where
+    present, let ``selection = paired`` judge each evaluation against the best one episode by
+    episode, as the trainer does (``evaluation.selection.judge``).
     """
 
     def __init__(
@@ -140,13 +144,18 @@ class ValidationCallback(BaseCallback):
         every: int,
         episodes: int,
         out_dir: str | Path,
+        selection: str = DEFAULT_SELECTION,
     ) -> None:
         super().__init__()
         if every < 1:
             raise ValueError(f"every = {every} is invalid: must be >= 1 env step")
+        if selection not in SELECTIONS:
+            raise ValueError(f"selection = {selection!r} is invalid: allowed {SELECTIONS}")
         self.evaluate, self.every, self.episodes = evaluate, every, episodes
+        self.selection = selection
         self.out = Path(out_dir)
         self.best: float | None = None
+        self.best_returns: list[float] | None = None
         self.next_eval = every
         self.last_eval = -1
         self.eval_seconds = 0.0
@@ -157,8 +166,6 @@ class ValidationCallback(BaseCallback):
         (self.out / EVAL_FILE).write_text("")
 
     def _evaluate(self) -> None:
-        from impala_hybrid.evaluation.selection import is_new_best
-
         t0 = time.perf_counter()
         wall = t0 - self.start - self.eval_seconds
         env = self.model.get_env()
@@ -169,8 +176,11 @@ class ValidationCallback(BaseCallback):
                 "return_std": std, "result": result}  # fmt: skip
         with (self.out / EVAL_FILE).open("a") as f:
             f.write(json.dumps(json_safe(line), allow_nan=False) + "\n")
-        if is_new_best(mean, std, self.episodes, self.best):
-            self.best = mean if self.best is None else max(self.best, mean)
+        improved, self.best, self.best_returns = judge(
+            self.selection, mean, std, self.episodes, self.best,
+            result.get("episode_returns"), self.best_returns,
+        )  # fmt: skip
+        if improved:
             self.model.save(self.out / (BEST_PREFIX + MODEL_FILE))
             if isinstance(env, VecNormalize):
                 env.save(str(self.out / (BEST_PREFIX + NORMALIZE_FILE)))
