@@ -33,9 +33,10 @@ def is_new_best(ret: float | None, std: float, episodes: int, best: float | None
 SELECTIONS = ("mean", "paired")
 #: The default of the trainer and of the Stable-Baselines3 baselines' validation callback
 #: alike. Paired since session 18: on the UAV preset (8 seeds, bf16 host) the paired choice
-#: scored 0.0 to +1.8 above ``last.pt`` held out on every seed (+0.7 on the mean), where the
-#: unpaired rule, its standard error ~18 points on 32 episodes, kept the last checkpoint
-#: even 1.1% below the peak on validation (docs/results.md).
+#: scored 0.0 to +1.8 above ``last.pt`` held out on every seed (+0.7 on the mean; with 5
+#: float32 runs, +0.4 over 13, one run 0.4 below), where the unpaired rule, its standard
+#: error ~18 points on 32 episodes, kept the last checkpoint even 1.1% below the peak on
+#: validation (docs/results.md).
 DEFAULT_SELECTION = "paired"
 
 
