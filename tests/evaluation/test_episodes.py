@@ -109,5 +109,8 @@ def test_judge_keeps_the_best_mean_as_the_reference() -> None:
     assert judge("mean", 38.0, 44.0, 4, 40.0, [p - 2.0 for p in peak], peak)[0] is True
     # without per-episode returns, paired falls back to the unpaired standard error
     assert judge("paired", 38.0, 44.0, 4, 40.0, None, peak) == (True, 40.0, peak)
+    # nor are evaluations over other episodes paired (an array is taken as a sequence)
+    assert judge("paired", 38.0, 44.0, 3, 40.0, np.array([98.0, -2.0, 48.0]), peak)[0] is True
+    assert judge("paired", 38.0, 44.0, 4, 40.0, np.array(peak) - 2.0, peak)[0] is False
     with pytest.raises(ValueError, match="selection = 'max' is invalid"):
         judge("max", 38.0, 44.0, 4, 40.0)

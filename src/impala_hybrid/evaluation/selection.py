@@ -75,12 +75,18 @@ def judge(
     ``rule`` is ``TrainConfig.selection``: ``mean`` is :func:`is_new_best` as it stands;
     ``paired`` passes the std of the per-episode differences from the best-mean evaluation
     (:func:`paired_std`) instead of ``std``, where both evaluations' per-episode ``returns``
-    are known (else it falls back to ``mean``). Either way the reference stays the best mean
-    seen, so a slow decline cannot ratchet the choice down.
+    are known and over as many episodes (else, as after resuming a run saved before
+    per-episode returns were kept, it falls back to ``mean``). Either way the reference
+    stays the best mean seen, so a slow decline cannot ratchet the choice down.
     """
     if rule not in SELECTIONS:
         raise ValueError(f"selection = {rule!r} is invalid: allowed {SELECTIONS}")
-    if rule == "paired" and returns and best_returns is not None:
+    if (
+        rule == "paired"
+        and returns is not None
+        and best_returns is not None
+        and 0 < len(returns) == len(best_returns)
+    ):
         std = paired_std(returns, best_returns)
     improved = is_new_best(ret, std, episodes, best)
     if improved and ret is not None and (best is None or ret > best):
