@@ -40,6 +40,13 @@ SELECTIONS = ("mean", "paired")
 DEFAULT_SELECTION = "paired"
 
 
+def check_selection(rule: str) -> str:
+    """``rule`` if it is one of :data:`SELECTIONS`, else a ``ValueError`` naming them."""
+    if rule not in SELECTIONS:
+        raise ValueError(f"selection = {rule!r} is invalid: allowed {SELECTIONS}")
+    return rule
+
+
 def paired_std(returns: Sequence[float], peak: Sequence[float]) -> float:
     """The sample std of the per-episode differences ``returns - peak`` (``[episodes]``
     each, the same episodes in the same order): the noise of a paired comparison.
@@ -79,10 +86,8 @@ def judge(
     per-episode returns were kept, it falls back to ``mean``). Either way the reference
     stays the best mean seen, so a slow decline cannot ratchet the choice down.
     """
-    if rule not in SELECTIONS:
-        raise ValueError(f"selection = {rule!r} is invalid: allowed {SELECTIONS}")
     if (
-        rule == "paired"
+        check_selection(rule) == "paired"
         and returns is not None
         and best_returns is not None
         and 0 < len(returns) == len(best_returns)

@@ -50,7 +50,7 @@ from impala_hybrid.algos.sb3.policy import SB3Policy
 from impala_hybrid.algos.sb3.relaxation import Relaxation
 from impala_hybrid.algos.sb3.vec_env import RelaxedVecEnv
 from impala_hybrid.envs.factory import make_vector_env
-from impala_hybrid.evaluation.selection import DEFAULT_SELECTION, SELECTIONS, judge
+from impala_hybrid.evaluation.selection import DEFAULT_SELECTION, check_selection, judge
 from impala_hybrid.jsonsafe import json_safe
 from impala_hybrid.threads import torch_threads
 
@@ -149,10 +149,8 @@ class ValidationCallback(BaseCallback):
         super().__init__()
         if every < 1:
             raise ValueError(f"every = {every} is invalid: must be >= 1 env step")
-        if selection not in SELECTIONS:
-            raise ValueError(f"selection = {selection!r} is invalid: allowed {SELECTIONS}")
         self.evaluate, self.every, self.episodes = evaluate, every, episodes
-        self.selection = selection
+        self.selection = check_selection(selection)  # before training, not at its first check
         self.out = Path(out_dir)
         self.best: float | None = None
         self.best_returns: list[float] | None = None
